@@ -1,0 +1,1 @@
+//! cells-cache: the content-addressed on-disk store of cells-mount.

@@ -1,0 +1,165 @@
+//! The file-system core's interface, as the platform adapters (FUSE, WinFsp) see it: plain
+//! request/result types and one error enum, with no trace of fuser or winfsp.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+
+/// Inode number. 1 is the root of the mount; numbers are stable across restarts.
+pub type Ino = u64;
+/// Open file or directory handle.
+pub type Fh = u64;
+
+pub const ROOT_INO: Ino = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+}
+
+/// Attributes of one inode, in the units the kernel wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    /// Permission bits (e.g. 0o644 / 0o755; read-only nodes lose the write bits).
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A lookup or getattr answer: attributes plus how long the kernel may cache them.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub attr: Attr,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub name: String,
+    pub kind: FileKind,
+    /// Offset of the NEXT entry (what the kernel passes back to continue).
+    pub next_offset: u64,
+    /// Full attributes, for readdirplus.
+    pub attr: Attr,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenReply {
+    pub fh: Fh,
+    /// Let the kernel keep its page cache for this file (content version unchanged).
+    pub keep_cache: bool,
+    /// Bypass the page cache (content not yet known to be stable).
+    pub direct_io: bool,
+    /// A fully cached, verified local file the adapter may hand to the kernel for FUSE
+    /// passthrough, so reads run at local-disk speed.
+    pub passthrough: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// Every way a file-system operation can fail. Adapters map each variant to an errno (and an
+/// NTSTATUS on Windows) in one exhaustive `match`.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("already exists")]
+    Exists,
+    #[error("permission denied: {0}")]
+    Denied(String),
+    #[error("read-only")]
+    ReadOnly,
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    #[error("name too long")]
+    NameTooLong,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("buffer too small, {0} bytes needed")]
+    Range(usize),
+    #[error("stale handle")]
+    BadHandle,
+    #[error("operation not supported")]
+    Unsupported,
+    /// The server cannot be reached and the data is not in the cache.
+    #[error("offline, and not available in the cache")]
+    Offline,
+    /// The server refused our credentials; the user has to log in again.
+    #[error("not logged in")]
+    Unauthenticated,
+    #[error("locked by another user")]
+    Locked,
+    #[error("quota exceeded")]
+    Quota,
+    #[error("no space left in the cache or staging area")]
+    NoSpace,
+    #[error("interrupted")]
+    Interrupted,
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Who is asking (for the uid/gid of created files and permission decisions).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// The operations of the read path. Write operations are added to this trait by the write
+/// path. Implemented by the core; adapters only call it.
+#[async_trait]
+pub trait FileSystem: Send + Sync + 'static {
+    async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry>;
+    async fn getattr(&self, ino: Ino) -> FsResult<Entry>;
+    /// The kernel dropped `nlookup` references to `ino`.
+    async fn forget(&self, ino: Ino, nlookup: u64);
+    async fn opendir(&self, ino: Ino) -> FsResult<Fh>;
+    /// Entries from `offset` (0 = start); `.` and `..` included. An adapter stops copying when
+    /// its buffer is full and continues later with the last copied entry's `next_offset`.
+    async fn readdir(&self, ino: Ino, fh: Fh, offset: u64) -> FsResult<Vec<DirEntry>>;
+    async fn releasedir(&self, ino: Ino, fh: Fh);
+    async fn open(&self, ino: Ino, flags: i32, caller: Caller) -> FsResult<OpenReply>;
+    async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Bytes>;
+    async fn release(&self, ino: Ino, fh: Fh);
+    async fn statfs(&self) -> FsResult<StatFs>;
+    async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>>;
+    async fn listxattr(&self, ino: Ino) -> FsResult<Vec<String>>;
+}
+
+/// Kernel cache invalidation requests the core sends when the server changed something behind
+/// the kernel's back. The FUSE adapter implements it with fuser's `Notifier`.
+pub trait Invalidator: Send + Sync + 'static {
+    fn inval_entry(&self, parent: Ino, name: &OsStr);
+    fn inval_inode(&self, ino: Ino);
+}

@@ -1,0 +1,123 @@
+//! The Cells "storage-independent" content hash: MD5 over the MD5 digests of 10 MiB blocks.
+//!
+//! Every Cells v4+ server records it as `x-cells-hash`; computing it locally lets us verify
+//! downloads and name cache entries without trusting storage ETags.
+
+use md5::{Digest, Md5};
+
+/// Block size of the Cells hash. Multipart part sizes must be multiples of it so that the
+/// server's per-part digests concatenate to the same value as the whole-file hash.
+pub const CELLS_HASH_BLOCK: usize = 10 * 1024 * 1024;
+
+/// Streaming Cells hasher: feed bytes in any chunking with [`CellsHasher::update`].
+#[derive(Clone, Default)]
+pub struct CellsHasher {
+    outer: Md5,
+    block: Md5,
+    in_block: usize,
+    blocks_done: u64,
+}
+
+impl CellsHasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = CELLS_HASH_BLOCK - self.in_block;
+            let take = room.min(data.len());
+            self.block.update(&data[..take]);
+            self.in_block += take;
+            data = &data[take..];
+            if self.in_block == CELLS_HASH_BLOCK {
+                self.close_block();
+            }
+        }
+    }
+
+    fn close_block(&mut self) {
+        let digest = std::mem::take(&mut self.block).finalize();
+        self.outer.update(digest);
+        self.in_block = 0;
+        self.blocks_done += 1;
+    }
+
+    /// Lowercase hex of the hash. Empty content hashes as one empty block; content whose
+    /// length is an exact multiple of the block size gets no extra empty block.
+    pub fn finalize_hex(mut self) -> String {
+        if self.in_block > 0 || self.blocks_done == 0 {
+            self.close_block();
+        }
+        hex::encode(self.outer.finalize())
+    }
+}
+
+/// Cells hash of a byte slice held in memory.
+pub fn cells_hash(data: &[u8]) -> String {
+    let mut h = CellsHasher::new();
+    h.update(data);
+    h.finalize_hex()
+}
+
+/// Cells hash of a file, read in large chunks.
+pub fn cells_hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = CellsHasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn small_vectors() {
+        assert_eq!(cells_hash(b""), "59adb24ef3cdbe0297f05b395827453f");
+        assert_eq!(cells_hash(b"a"), "b6ff9a06b7e20bcb2858c5b8ff744aea");
+        assert_eq!(
+            cells_hash(b"The quick brown fox jumps over the lazy dog"),
+            "a5f6bc8c547364db2a98ccb9386ea241"
+        );
+    }
+
+    #[test]
+    fn chunking_does_not_matter() {
+        let data = pattern(CELLS_HASH_BLOCK + 12345);
+        let whole = cells_hash(&data);
+        let mut h = CellsHasher::new();
+        for chunk in data.chunks(777_777) {
+            h.update(chunk);
+        }
+        assert_eq!(h.finalize_hex(), whole);
+    }
+
+    #[test]
+    fn block_boundaries() {
+        assert_eq!(
+            cells_hash(&vec![0u8; CELLS_HASH_BLOCK]),
+            "9fbaeee0ccc66f9a8e3d3641dca37281"
+        );
+        assert_eq!(
+            cells_hash(&vec![0u8; CELLS_HASH_BLOCK + 1]),
+            "6cd9bc72037834a89584556663e1e232"
+        );
+        assert_eq!(
+            cells_hash(&pattern(CELLS_HASH_BLOCK - 1)),
+            "589cafb3633e59e0f5a6ff05c8f082c4"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! cells-mount: a Pydio Cells workspace as a local folder.
+//!
+//! Layers, bottom up: [`names`] and [`hash`] (pure helpers), [`client`] (talks to Cells),
+//! the `cells-cache` crate (content on disk), then the file-system core and the platform
+//! adapters that translate kernel requests onto it.
+
+pub mod client;
+pub mod hash;
+pub mod fs;
+pub mod names;

@@ -1,0 +1,1 @@
+//! cells-testserver: a Cells-compatible test double.

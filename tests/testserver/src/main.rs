@@ -1,0 +1,2 @@
+//! The `cells-testserver` binary.
+fn main() {}
