@@ -5,6 +5,11 @@
 //! adapters that translate kernel requests onto it.
 
 pub mod client;
-pub mod hash;
 pub mod fs;
+pub mod hash;
+pub mod meta;
 pub mod names;
+/// Platform adapters (FUSE; WinFsp later): kernel requests onto the core.
+#[path = "../platform/mod.rs"]
+pub mod platform;
+pub mod sync;

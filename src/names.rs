@@ -154,7 +154,16 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused() {
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", "tab\there", "\u{1b}[31m"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "tab\there",
+            "\u{1b}[31m",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(validate_name(&"x".repeat(256)).is_err());
@@ -168,7 +177,10 @@ mod tests {
             assert!(RemotePath::parse(bad).is_err(), "{bad:?} should be refused");
         }
         let deep = vec!["d"; MAX_DEPTH + 1].join("/");
-        assert_eq!(RemotePath::parse(&deep), Err(NameError::TooDeep(MAX_DEPTH + 1)));
+        assert_eq!(
+            RemotePath::parse(&deep),
+            Err(NameError::TooDeep(MAX_DEPTH + 1))
+        );
     }
 
     #[test]

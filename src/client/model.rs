@@ -41,7 +41,10 @@ impl ContentVersion {
     /// ETag is classified. Returns `None` for folders' pseudo-ETags and for the `temporary`
     /// marker of an upload in progress.
     pub fn from_server(cells_hash: Option<&str>, storage_etag: Option<&str>) -> Option<Self> {
-        if let Some(h) = cells_hash.map(|h| h.trim_matches('"')).filter(|h| is_md5_hex(h)) {
+        if let Some(h) = cells_hash
+            .map(|h| h.trim_matches('"'))
+            .filter(|h| is_md5_hex(h))
+        {
             return Some(Self {
                 kind: HashKind::CellsHash,
                 value: h.to_ascii_lowercase(),

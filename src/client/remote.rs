@@ -37,8 +37,7 @@ pub trait Remote: Send + Sync + 'static {
     async fn stat(&self, path: &RemotePath) -> ClientResult<Node>;
 
     /// One page of the children of `dir` (the root lists workspaces).
-    async fn list_page(&self, dir: &RemotePath, offset: u64, limit: u32)
-    -> ClientResult<ListPage>;
+    async fn list_page(&self, dir: &RemotePath, offset: u64, limit: u32) -> ClientResult<ListPage>;
 
     /// Bytes `range` of a file's current content. A short reply (the file shrank) is returned
     /// as is; the caller checks lengths.

@@ -153,6 +153,9 @@ pub trait FileSystem: Send + Sync + 'static {
     async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Bytes>;
     async fn release(&self, ino: Ino, fh: Fh);
     async fn statfs(&self) -> FsResult<StatFs>;
+    /// The whole value of attribute `name` (`NoAttr` when it does not exist). Convention: the
+    /// core always returns the full value; the adapter answers a size-0 query with its length
+    /// and a too-small buffer with `FsError::Range(len)` (ERANGE), as FUSE expects.
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>>;
     async fn listxattr(&self, ino: Ino) -> FsResult<Vec<String>>;
 }

@@ -2,5 +2,26 @@
 //! path), answering in plain result types so it is testable without a kernel.
 
 pub mod api;
+mod config;
+mod content;
+mod core;
+mod dir;
+pub mod errors;
+mod feed;
+mod fetch;
+pub mod junk;
+mod offline;
+mod ops;
+mod read;
+mod readahead;
+pub mod xattr;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use api::*;
+pub use config::FsConfig;
+pub use core::CellsFs;
+pub use errors::from_client_error;

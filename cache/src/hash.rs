@@ -1,0 +1,121 @@
+//! Whole-content digests used to verify a complete entry against its key.
+//!
+//! The Cells hash is re-implemented here (the cache crate does not depend on the client):
+//! MD5 over the MD5 digests of 10 MiB blocks; empty content counts as one empty block.
+
+use crate::key::KeyKind;
+use md5::{Digest, Md5};
+
+/// Block size of the Cells hash.
+pub const CELLS_HASH_BLOCK: usize = 10 * 1024 * 1024;
+
+/// Streaming Cells hasher.
+#[derive(Default)]
+pub struct CellsHasher {
+    outer: Md5,
+    block: Md5,
+    in_block: usize,
+    blocks: u64,
+}
+
+impl CellsHasher {
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = (CELLS_HASH_BLOCK - self.in_block).min(data.len());
+            self.block.update(&data[..take]);
+            self.in_block += take;
+            data = &data[take..];
+            if self.in_block == CELLS_HASH_BLOCK {
+                self.close_block();
+            }
+        }
+    }
+
+    fn close_block(&mut self) {
+        let digest = std::mem::take(&mut self.block).finalize();
+        self.outer.update(digest);
+        self.in_block = 0;
+        self.blocks += 1;
+    }
+
+    pub fn finalize_hex(mut self) -> String {
+        if self.in_block > 0 || self.blocks == 0 {
+            self.close_block();
+        }
+        hex::encode(self.outer.finalize())
+    }
+}
+
+/// A digest of the kind a key names, fed in order, compared at the end.
+pub enum ContentHasher {
+    Cells(CellsHasher),
+    Md5(Md5),
+}
+
+impl ContentHasher {
+    /// `None` for opaque keys: nothing to verify.
+    pub fn for_kind(kind: KeyKind) -> Option<Self> {
+        match kind {
+            KeyKind::CellsHash => Some(Self::Cells(CellsHasher::default())),
+            KeyKind::PlainMd5 => Some(Self::Md5(Md5::new())),
+            KeyKind::Opaque => None,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Cells(h) => h.update(data),
+            Self::Md5(h) => h.update(data),
+        }
+    }
+
+    /// True when the digest equals the key's value (the key minus its one-letter prefix).
+    pub fn matches_key(self, key: &str) -> bool {
+        let hex = match self {
+            Self::Cells(h) => h.finalize_hex(),
+            Self::Md5(h) => hex::encode(h.finalize()),
+        };
+        key.get(1..) == Some(hex.as_str())
+    }
+}
+
+/// Per-chunk checksum stored in the index: MD5 (the crate is already needed for keys; the disk,
+/// not MD5, is the bottleneck at these chunk sizes).
+pub fn chunk_sum(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(data: &[u8]) -> String {
+        let mut h = CellsHasher::default();
+        h.update(data);
+        h.finalize_hex()
+    }
+
+    #[test]
+    fn cells_hash_vectors() {
+        assert_eq!(cells(b"a"), "b6ff9a06b7e20bcb2858c5b8ff744aea");
+        assert_eq!(cells(b""), "59adb24ef3cdbe0297f05b395827453f");
+        assert_eq!(
+            cells(&vec![0u8; CELLS_HASH_BLOCK + 1]),
+            "6cd9bc72037834a89584556663e1e232"
+        );
+    }
+
+    #[test]
+    fn content_hasher_checks_keys() {
+        let mut h = ContentHasher::for_kind(KeyKind::CellsHash).unwrap();
+        h.update(b"a");
+        assert!(h.matches_key("cb6ff9a06b7e20bcb2858c5b8ff744aea"));
+        let mut h = ContentHasher::for_kind(KeyKind::PlainMd5).unwrap();
+        h.update(b"a");
+        assert!(h.matches_key("m0cc175b9c0f1b6a831c399e269772661"));
+        let mut h = ContentHasher::for_kind(KeyKind::PlainMd5).unwrap();
+        h.update(b"b");
+        assert!(!h.matches_key("m0cc175b9c0f1b6a831c399e269772661"));
+        assert!(ContentHasher::for_kind(KeyKind::Opaque).is_none());
+    }
+}

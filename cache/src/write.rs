@@ -1,0 +1,321 @@
+//! The write paths: declaring an entry, storing fetched ranges, moving a saved file in.
+//!
+//! Crash safety: bytes are written with pwrite and `fdatasync`ed BEFORE the chunk rows are
+//! committed, so the index never claims data that is not on disk. Rows whose data was lost
+//! anyway (a file replaced, a disk lying about flushes) fail their checksum on first read.
+
+use crate::entry::{Entry, EntryInit, lock};
+use crate::error::CacheError;
+use crate::hash::{ContentHasher, chunk_sum};
+use crate::index::{self, Flag, NewEntry};
+use crate::key::{KeyKind, key_kind};
+use crate::layout::Layout;
+use crate::space::AcctGuard;
+use crate::store::Inner;
+use crate::verify::Check;
+use crate::{HoldGuard, fsio};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+impl Inner {
+    pub fn ensure_entry(&self, key: &str, size: u64) -> Result<(), CacheError> {
+        let guard = lock(&self.acct);
+        if let Some(existing) = self.get(key) {
+            if existing.layout.size == size {
+                self.touch(&existing);
+                return Ok(());
+            }
+            if existing.dirty.load(Ordering::Acquire) {
+                return Err(CacheError::SizeMismatch {
+                    key: key.to_owned(),
+                    cached: existing.layout.size,
+                    declared: size,
+                });
+            }
+            tracing::warn!(
+                key,
+                cached = existing.layout.size,
+                declared = size,
+                "size changed; replacing cache entry"
+            );
+            self.drop_entry(&guard, &existing)?;
+        }
+        let kind = key_kind(key);
+        if size == 0
+            && let Some(h) = ContentHasher::for_kind(kind)
+            && !h.matches_key(key)
+        {
+            return Err(CacheError::Corrupt(format!(
+                "{key}: empty content does not match the key"
+            )));
+        }
+        let path = self.object_path(key);
+        create_parent(&path)?;
+        let file = fsio::private_options()
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        // Sparse: only fetched chunks take disk space (on file systems that support holes).
+        if let Err(e) = file.set_len(size) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
+        let id = match index::create_entry(&lock(&self.db), key, size, self.chunk_size) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let entry = Entry::new(EntryInit {
+            id,
+            key: key.to_owned(),
+            kind,
+            layout: Layout::new(size, self.chunk_size),
+            path,
+            stored: 0,
+            dirty: false,
+            whole_verified: false,
+            last_access: self.tick.fetch_add(1, Ordering::AcqRel),
+        });
+        lock(&entry.chunks).loaded = true;
+        entry.set_file(file);
+        self.insert_entry_locked(&guard, entry);
+        Ok(())
+    }
+
+    fn insert_entry_locked(&self, _guard: &AcctGuard<'_>, entry: Entry) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(entry.key.clone(), Arc::new(entry));
+    }
+
+    pub fn write_range(
+        self: &Arc<Self>,
+        key: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), CacheError> {
+        let entry = self
+            .get(key)
+            .ok_or_else(|| CacheError::UnknownEntry(key.to_owned()))?;
+        // Not evictable while we write into it.
+        let _hold = HoldGuard::new(self, key);
+        self.touch(&entry);
+        let layout = entry.layout;
+        let todo: Vec<u64> = {
+            let chunks = self.chunk_state(&entry)?;
+            if chunks.removed {
+                return Err(CacheError::UnknownEntry(key.to_owned()));
+            }
+            layout
+                .covered(offset, data.len() as u64)
+                .filter(|&i| !chunks.is_present(i))
+                .collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let bytes = todo.iter().map(|&i| layout.len(i)).sum();
+        let reservation = self.reserve(bytes, true, Some(key))?;
+        let Some(file) = self.data_file(&entry)? else {
+            return Err(CacheError::UnknownEntry(key.to_owned()));
+        };
+        let mut written = Vec::with_capacity(todo.len());
+        for idx in todo {
+            let r = layout.range(idx);
+            let from = usize::try_from(r.start - offset).unwrap_or(usize::MAX);
+            let to = from.saturating_add(usize::try_from(r.end - r.start).unwrap_or(usize::MAX));
+            let chunk = data
+                .get(from..to)
+                .ok_or_else(|| CacheError::Corrupt("chunk arithmetic out of range".into()))?;
+            fsio::write_all_at(&file, chunk, r.start)?;
+            written.push((idx, chunk_sum(chunk)));
+        }
+        file.sync_data()?;
+        let added = {
+            let mut chunks = lock(&entry.chunks);
+            if chunks.removed {
+                return Err(CacheError::UnknownEntry(key.to_owned()));
+            }
+            // A concurrent writer may have stored some of these chunks meanwhile.
+            written.retain(|(i, _)| !chunks.is_present(*i));
+            index::add_chunks(&mut lock(&self.db), entry.id, &written)?;
+            let mut added = 0;
+            for (idx, sum) in &written {
+                // Not marked verified: the first read checks the bytes actually on disk.
+                chunks.insert(*idx, *sum);
+                added += layout.len(*idx);
+            }
+            entry.stored.fetch_add(added, Ordering::AcqRel);
+            added
+        };
+        reservation.settle(added);
+        if entry.is_complete()
+            && entry.kind != KeyKind::Opaque
+            && self.verify_whole(&entry, false)? == Check::EntryDropped
+        {
+            return Err(CacheError::Corrupt(format!(
+                "{key}: content does not match the key"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn insert_file(&self, key: &str, src: &Path, dirty: bool) -> Result<(), CacheError> {
+        // Not following symlinks: the object must be a file of our own, not a link out.
+        let meta = std::fs::symlink_metadata(src)?;
+        if !meta.is_file() {
+            return Err(CacheError::InvalidConfig(format!(
+                "{} is not a regular file",
+                src.display()
+            )));
+        }
+        let size = meta.len();
+        let kind = key_kind(key);
+        let layout = Layout::new(size, self.chunk_size);
+        let sums = hash_source(src, layout, kind, key)?;
+        let guard = lock(&self.acct);
+        if let Some(existing) = self.get(key) {
+            // Same key, same content: a clean copy need not replace what we have. A dirty one
+            // (the only copy of a save) does, so that it never depends on older cached bytes.
+            if !dirty && existing.is_complete() && existing.layout.size == size {
+                self.touch(&existing);
+                std::fs::remove_file(src)?;
+                return Ok(());
+            }
+            self.drop_entry(&guard, &existing)?;
+        }
+        let reservation = self.reserve_locked(&guard, size, !dirty, Some(key))?;
+        let path = self.object_path(key);
+        create_parent(&path)?;
+        move_in(src, &path)?;
+        let tick = self.tick.fetch_add(1, Ordering::AcqRel);
+        let row = NewEntry {
+            key,
+            size,
+            chunk: self.chunk_size,
+            dirty,
+            whole_verified: kind != KeyKind::Opaque,
+            last_access: tick,
+            sums: &sums,
+        };
+        let id = match index::insert_entry(&mut lock(&self.db), &row) {
+            Ok(id) => id,
+            Err(e) => {
+                // Give the caller its file back rather than lose a save.
+                if std::fs::rename(&path, src).is_err() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(e);
+            }
+        };
+        let entry = Entry::new(EntryInit {
+            id,
+            key: key.to_owned(),
+            kind,
+            layout,
+            path,
+            stored: size,
+            dirty,
+            whole_verified: kind != KeyKind::Opaque,
+            last_access: tick,
+        });
+        {
+            let mut chunks = lock(&entry.chunks);
+            chunks.loaded = true;
+            for (idx, sum) in sums.iter().enumerate() {
+                chunks.insert(idx as u64, *sum);
+            }
+        }
+        reservation.settle(size);
+        self.insert_entry_locked(&guard, entry);
+        Ok(())
+    }
+
+    pub fn mark_clean(&self, key: &str) -> Result<(), CacheError> {
+        let Some(entry) = self.get(key) else {
+            return Ok(());
+        };
+        let chunks = lock(&entry.chunks);
+        if !chunks.removed && entry.dirty.load(Ordering::Acquire) {
+            index::set_flag(&lock(&self.db), entry.id, Flag::Dirty, false)?;
+            entry.dirty.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// Computes the chunk checksums of `src` and checks its content against the key (for `c`/`m`
+/// keys); refuses the file, unchanged, on mismatch or if it changes size while being read.
+fn hash_source(
+    src: &Path,
+    layout: Layout,
+    kind: KeyKind,
+    key: &str,
+) -> Result<Vec<[u8; 16]>, CacheError> {
+    let mut file = std::fs::File::open(src)?;
+    let mut hasher = ContentHasher::for_kind(kind);
+    let mut sums = Vec::new();
+    let mut buf = Vec::new();
+    for idx in 0..layout.count() {
+        buf.resize(usize::try_from(layout.len(idx)).unwrap_or(0), 0);
+        file.read_exact(&mut buf)?;
+        sums.push(chunk_sum(&buf));
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf);
+        }
+    }
+    if file.read(&mut [0u8; 1])? != 0 {
+        return Err(CacheError::Corrupt(format!(
+            "{key}: source file grew while being cached"
+        )));
+    }
+    if let Some(h) = hasher
+        && !h.matches_key(key)
+    {
+        return Err(CacheError::Corrupt(format!(
+            "{key}: file content does not match the key"
+        )));
+    }
+    Ok(sums)
+}
+
+fn create_parent(path: &Path) -> Result<(), CacheError> {
+    if let Some(parent) = path.parent() {
+        fsio::ensure_private_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Moves `src` to `dest` durably: rename when on the same file system, else copy to a
+/// temporary name, sync, rename, and delete the source. The result is owner-only.
+fn move_in(src: &Path, dest: &Path) -> Result<(), CacheError> {
+    // Make the data durable before it becomes reachable under its cache name.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(cfg!(windows))
+        .open(src)?
+        .sync_all()?;
+    match std::fs::rename(src, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let tmp = PathBuf::from(format!("{}.part", dest.display()));
+            let mut out = fsio::private_options()
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            std::io::copy(&mut std::fs::File::open(src)?, &mut out)?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, dest)?;
+            std::fs::remove_file(src)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    fsio::ensure_private_file(dest)?;
+    if let Some(parent) = dest.parent() {
+        fsio::sync_dir(parent)?;
+    }
+    Ok(())
+}

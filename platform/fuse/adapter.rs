@@ -1,0 +1,355 @@
+//! The fuser `Filesystem` implementation: each kernel request becomes a tokio task that calls
+//! the core and replies from the task, so one slow fetch never blocks the FUSE threads.
+
+use super::attr::{caller, file_attr, file_type, fopen_flags, reply_xattr};
+use super::errno::ErrorStats;
+use super::guard::{ErrorReply, ReplyGuard};
+use super::iomode::IoModes;
+use crate::fs::FileSystem;
+use fuser::{
+    Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyXattr, Request,
+};
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Attribute/entry lifetime for entries returned by readdirplus (`DirEntry` carries no TTL).
+const READDIRPLUS_TTL: Duration = Duration::from_secs(1);
+
+pub struct FuseAdapter<F: FileSystem> {
+    fs: Arc<F>,
+    rt: tokio::runtime::Handle,
+    stats: Arc<ErrorStats>,
+    io_modes: Arc<IoModes>,
+    /// Passthrough asked for by configuration...
+    passthrough_wanted: bool,
+    /// ...and accepted by the kernel at INIT.
+    passthrough_enabled: Arc<AtomicBool>,
+}
+
+impl<F: FileSystem> FuseAdapter<F> {
+    pub fn new(
+        fs: Arc<F>,
+        rt: tokio::runtime::Handle,
+        stats: Arc<ErrorStats>,
+        passthrough_wanted: bool,
+    ) -> Self {
+        Self {
+            fs,
+            rt,
+            stats,
+            io_modes: Arc::new(IoModes::default()),
+            passthrough_wanted,
+            passthrough_enabled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the kernel accepted FUSE passthrough (known once mounted).
+    pub fn passthrough_flag(&self) -> Arc<AtomicBool> {
+        self.passthrough_enabled.clone()
+    }
+
+    /// Runs `task` on the runtime with the reply in a guard. If the task panics or is dropped,
+    /// the guard answers EIO.
+    fn spawn<R, Fut>(
+        &self,
+        op: &'static str,
+        reply: R,
+        task: impl FnOnce(Arc<F>, ReplyGuard<R>) -> Fut,
+    ) where
+        R: ErrorReply,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let guard = ReplyGuard::new(reply, op, self.stats.clone());
+        self.rt.spawn(task(self.fs.clone(), guard));
+    }
+}
+
+impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let the kernel list and look up in parallel, use readdirplus, and drop its page
+        // cache when a getattr shows a new mtime/size (belt and braces with our invalidations).
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
+        for flag in wanted.iter() {
+            if let Err(missing) = config.add_capabilities(flag) {
+                tracing::debug!(?missing, "kernel lacks a FUSE capability");
+            }
+        }
+        if self.passthrough_wanted
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough_enabled.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.to_owned();
+        self.spawn("lookup", reply, move |fs, g| async move {
+            match fs.lookup(parent.0, &name).await {
+                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let fs = self.fs.clone();
+        self.rt
+            .spawn(async move { fs.forget(ino.0, nlookup).await });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn("getattr", reply, move |fs, g| async move {
+            match fs.getattr(ino.0).await {
+                Ok(e) => g.send(|r| r.attr(&e.ttl, &file_attr(&e.attr))),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn("opendir", reply, move |fs, g| async move {
+            match fs.opendir(ino.0).await {
+                Ok(fh) => g.send(|r| r.opened(FileHandle(fh), FopenFlags::empty())),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.spawn("readdir", reply, move |fs, g| async move {
+            match fs.readdir(ino.0, fh.0, offset).await {
+                Ok(entries) => g.send(|mut r| {
+                    for e in &entries {
+                        if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                            break; // buffer full: the kernel continues from the last next_offset
+                        }
+                    }
+                    r.ok();
+                }),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.spawn("readdirplus", reply, move |fs, g| async move {
+            match fs.readdir(ino.0, fh.0, offset).await {
+                Ok(entries) => g.send(|mut r| {
+                    for e in &entries {
+                        let attr = file_attr(&e.attr);
+                        if r.add(
+                            INodeNo(e.ino),
+                            e.next_offset,
+                            &e.name,
+                            &READDIRPLUS_TTL,
+                            &attr,
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                    }
+                    r.ok();
+                }),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("releasedir", reply, move |fs, g| async move {
+            fs.releasedir(ino.0, fh.0).await;
+            g.send(|r| r.ok());
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let caller = caller(req);
+        let io_modes = self.io_modes.clone();
+        let passthrough = self.passthrough_enabled.load(Ordering::Acquire);
+        self.spawn("open", reply, move |fs, g| async move {
+            let opened = match fs.open(ino.0, flags.0, caller).await {
+                Ok(o) => o,
+                Err(e) => return g.fail(&e),
+            };
+            let flags = fopen_flags(&opened);
+            let local = opened.passthrough.filter(|_| passthrough);
+            g.send(|reply| {
+                io_modes.open(
+                    ino.0,
+                    reply,
+                    |reply| {
+                        let file = std::fs::File::open(local?).ok()?;
+                        match reply.open_backing(&file) {
+                            Ok(id) => Some(id),
+                            Err(e) => {
+                                tracing::debug!("kernel refused passthrough, serving reads: {e}");
+                                None
+                            }
+                        }
+                    },
+                    |reply, backing| match backing {
+                        // The kernel refuses (EIO at open) passthrough combined with page
+                        // cache flags such as KEEP_CACHE: there is no page cache to keep.
+                        Some(id) => reply.opened_passthrough(
+                            FileHandle(opened.fh),
+                            flags & FopenFlags::FOPEN_DIRECT_IO,
+                            id,
+                        ),
+                        None => reply.opened(FileHandle(opened.fh), flags),
+                    },
+                )
+            });
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn("read", reply, move |fs, g| async move {
+            match fs.read(ino.0, fh.0, offset, size).await {
+                Ok(data) => g.send(|r| r.data(&data)),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.io_modes.release(ino.0);
+        self.spawn("release", reply, move |fs, g| async move {
+            fs.release(ino.0, fh.0).await;
+            g.send(|r| r.ok());
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.spawn("statfs", reply, move |fs, g| async move {
+            match fs.statfs().await {
+                Ok(s) => g.send(|r| {
+                    r.statfs(
+                        s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+                    )
+                }),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.to_owned();
+        self.spawn("getxattr", reply, move |fs, g| async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(value) => reply_xattr(g, size, &value),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn("listxattr", reply, move |fs, g| async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => {
+                    // The kernel format: each name followed by a NUL byte.
+                    let mut list = Vec::new();
+                    for n in names {
+                        list.extend_from_slice(n.as_bytes());
+                        list.push(0);
+                    }
+                    reply_xattr(g, size, &list)
+                }
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    // The write path is not in the core's trait yet: mutations get a clear "read-only file
+    // system" instead of fuser's default ENOSYS ("function not implemented").
+    fn mkdir(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, _: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: &OsStr,
+        _: u32,
+        _: u32,
+        _: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: &OsStr,
+        _: INodeNo,
+        _: &OsStr,
+        _: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}

@@ -1,0 +1,254 @@
+"""The read-path benchmark's measurements (run by scripts/bench, which builds, seeds and starts
+the test server): `prepare` writes the data set; `run` measures cells-mount, its baselines
+(native reads, bindfs, curl) and rclone on the same files and prints one table of ratios."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_mounts import (  # noqa: E402
+    BindfsMount, CellsMount, RcloneMount, drop_caches, is_mounted, median_of, peak_rss_mb,
+    timed_listing, timed_read, unmount_all,
+)
+from bench_table import Row, print_table  # noqa: E402
+
+BIG_FILE = "big.bin"
+DIR = "dir-entries"
+HUGE_DIR = "dir-huge"
+
+
+def sizes():
+    """(file MiB, entries of the listed folder, entries of the huge folder, repeats) from env."""
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    file_mib = int(os.environ.get("BENCH_FILE_MIB", 64 if quick else 1024))
+    entries = int(os.environ.get("BENCH_DIR_ENTRIES", 1000 if quick else 10000))
+    huge = int(os.environ.get("BENCH_HUGE_DIR_ENTRIES", 10000 if quick else 100000))
+    repeats = int(os.environ.get("BENCH_REPEAT", 3))
+    if min(file_mib, entries, huge, repeats) < 1:
+        raise SystemExit("bench: sizes and BENCH_REPEAT must be positive")
+    return file_mib, entries, huge, repeats
+
+
+def prepare(work):
+    """Writes the data set under WORK/data/personal-files/alice, reusing one of the same sizes
+    left by an earlier run in the same BENCH_DIR."""
+    file_mib, entries, huge, _ = sizes()
+    root = os.path.join(work, "data", "personal-files", "alice")
+    marker = os.path.join(work, "data-sizes")
+    wanted = f"{file_mib} {entries} {huge}\n"
+    if os.path.exists(marker) and open(marker, encoding="ascii").read() == wanted:
+        print(f"bench: reusing the data set in {root}")
+        return
+    subprocess.run(["rm", "-rf", os.path.join(work, "data")], check=True)
+    os.makedirs(root)
+    started = time.perf_counter()
+    with open(os.path.join(root, BIG_FILE), "wb") as f:
+        for _ in range(file_mib):
+            f.write(os.urandom(1 << 20))  # incompressible, so no layer can cheat
+    for folder, count in ((DIR, entries), (HUGE_DIR, huge)):
+        os.makedirs(os.path.join(root, folder))
+        for i in range(count):
+            with open(os.path.join(root, folder, f"f{i:06d}.txt"), "wb") as f:
+                f.write(b"%d\n" % i)
+    os.sync()
+    with open(marker, "w", encoding="ascii") as f:
+        f.write(wanted)
+    print(f"bench: wrote {file_mib} MiB + {entries} + {huge} files in {time.perf_counter() - started:.1f} s")
+
+
+def attempt(results, key, measure):
+    """Stores `measure()`'s value under `key`, or the reason it failed."""
+    try:
+        results[key] = measure()
+    except Exception as e:  # noqa: BLE001 - a failed row is reported, the others still run
+        results[key] = f"n/a ({e})"
+
+
+def ensure_up(mount):
+    if not is_mounted(mount.mountpoint):
+        mount.start()
+
+
+def measure_baselines(cfg, work, results):
+    file_bytes, entries, repeats = cfg["file_bytes"], cfg["entries"], cfg["repeats"]
+    native_file = os.path.join(cfg["data"], BIG_FILE)
+    timed_read(native_file, file_bytes)  # warm the page cache
+    attempt(results, "native_read", lambda: median_of(repeats, lambda: timed_read(native_file, file_bytes)))
+    attempt(results, "curl_cold", lambda: median_of(repeats, lambda: curl_cold(cfg)))
+    bindfs = BindfsMount(cfg["data"], os.path.join(work, "mnt", "bindfs"))
+    try:
+        bindfs.start()
+        path = os.path.join(bindfs.mountpoint, BIG_FILE)
+        timed_read(path, file_bytes)
+        attempt(results, "bindfs_read", lambda: median_of(repeats, lambda: timed_read(path, file_bytes)))
+        folder = os.path.join(bindfs.mountpoint, DIR)
+        timed_listing(folder, entries)
+        attempt(results, "bindfs_ls_warm", lambda: median_of(repeats, lambda: timed_listing(folder, entries)))
+
+        def cold_listing():
+            drop_caches()
+            return timed_listing(folder, entries)
+
+        attempt(results, "bindfs_ls_cold", lambda: median_of(repeats, cold_listing))
+    except Exception as e:  # noqa: BLE001
+        for key in ("bindfs_read", "bindfs_ls_warm", "bindfs_ls_cold"):
+            results.setdefault(key, f"n/a ({e})")
+    finally:
+        bindfs.stop()
+
+
+def curl_cold(cfg):
+    """One S3 GET of the big file with the server's caches dropped; seconds."""
+    drop_caches()
+    url = f"{cfg['server']}/io/personal-files/{BIG_FILE}"
+    # The header goes in on stdin (curl -K -) so the token is not on a command line.
+    config = f'header = "X-Pydio-Bearer: {cfg["token"]}"\n'
+    started = time.perf_counter()
+    done = subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}", "-K", "-", url],
+                          input=config, capture_output=True, text=True, timeout=900)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or done.stdout.strip() != str(cfg["file_bytes"]):
+        raise RuntimeError(f"curl got {done.stdout.strip() or 0} bytes: {done.stderr.strip()[:200]}")
+    return elapsed
+
+
+def measure_client(cfg, mount, prefix, results):
+    """The same six measurements on cells-mount or rclone; results keyed `PREFIX_...`."""
+    file_bytes, entries, huge, repeats = cfg["file_bytes"], cfg["entries"], cfg["huge"], cfg["repeats"]
+    big = os.path.join(mount.mountpoint, BIG_FILE)
+    folder = os.path.join(mount.mountpoint, DIR)
+    keys = ["read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss"]
+    try:
+        mount.wipe(state_too=True)
+        mount.start()
+    except Exception as e:  # noqa: BLE001 - every row of this client says why
+        for key in keys:
+            results[f"{prefix}_{key}"] = f"n/a ({e})"
+        mount.stop()
+        return
+
+    def warm_read():
+        ensure_up(mount)
+        timed_read(big, file_bytes)  # first read fills the client's cache
+        same = subprocess.run(["cmp", "-s", big, os.path.join(cfg["data"], BIG_FILE)], timeout=900)
+        if same.returncode != 0:
+            raise RuntimeError("the mount returned different bytes from the server's file")
+        return median_of(repeats, lambda: timed_read(big, file_bytes))
+
+    def warm_listing():
+        ensure_up(mount)
+        timed_listing(folder, entries)
+        return median_of(repeats, lambda: timed_listing(folder, entries))
+
+    def fresh_mount(state_too):
+        mount.stop()
+        mount.wipe(state_too=state_too)
+        mount.start()
+        drop_caches()
+
+    def cold_listing():
+        fresh_mount(state_too=True)
+        return timed_listing(folder, entries)
+
+    def cold_read():
+        fresh_mount(state_too=False)  # content cache emptied; metadata index kept
+        return timed_read(big, file_bytes)
+
+    attempt(results, f"{prefix}_read_warm", warm_read)
+    attempt(results, f"{prefix}_ls_warm", warm_listing)
+    attempt(results, f"{prefix}_ls_cold", lambda: median_of(repeats, cold_listing))
+    attempt(results, f"{prefix}_read_cold", lambda: median_of(repeats, cold_read))
+    restart = []
+
+    def restart_once():
+        ensure_up(mount)
+        timed_listing(folder, entries, long_format=False)  # the folder is known before the restart
+        mount.stop()
+        drop_caches()
+        to_live = mount.start()
+        listing = timed_listing(folder, entries, long_format=False)
+        restart.append((listing, to_live + listing))
+        return listing
+
+    attempt(results, f"{prefix}_restart_live", lambda: median_of(repeats, restart_once))
+    if restart:
+        results[f"{prefix}_restart_start"] = sorted(total for _, total in restart)[len(restart) // 2]
+    else:
+        results[f"{prefix}_restart_start"] = results[f"{prefix}_restart_live"]
+
+    def rss_after_huge_listing():
+        fresh_mount(state_too=True)
+        timed_listing(os.path.join(mount.mountpoint, HUGE_DIR), huge)
+        return peak_rss_mb(mount.pid)
+
+    attempt(results, f"{prefix}_rss", rss_after_huge_listing)
+    mount.stop()
+
+
+def rows(cfg, r):
+    mib = cfg["file_bytes"] / (1 << 20)
+    rate = {k: (mib / v if isinstance(v, float) else v) for k, v in r.items() if "read" in k or "curl" in k}
+    e, h = cfg["entries"], cfg["huge"]
+    size = f"{mib:.0f} MiB"
+    return [
+        Row(f"1a warm seq read {size} vs native", "rate", rate["cells_read_warm"], rate["native_read"],
+            rate["rclone_read_warm"], ">=", 0.9),
+        Row(f"1b warm seq read {size} vs bindfs", "rate", rate["cells_read_warm"], rate["bindfs_read"],
+            rate["rclone_read_warm"], None, None),
+        Row(f"2  cold seq read {size} vs curl", "rate", rate["cells_read_cold"], rate["curl_cold"],
+            rate["rclone_read_cold"], ">=", 0.8),
+        Row(f"3a warm ls -l {e} entries vs bindfs", "time", r["cells_ls_warm"], r["bindfs_ls_warm"],
+            r["rclone_ls_warm"], "<=", 1.5),
+        Row(f"3b cold ls -l {e} entries vs bindfs", "time", r["cells_ls_cold"], r["bindfs_ls_cold"],
+            r["rclone_ls_cold"], None, None),
+        Row(f"4a restart to first ls ({e}), from live", "time", r["cells_restart_live"], None,
+            r["rclone_restart_live"], "<", 0.200),
+        Row(f"4b restart to first ls ({e}), from start", "time", r["cells_restart_start"], None,
+            r["rclone_restart_start"], None, None),
+        Row(f"5  peak RSS after ls -l {h} entries", "mem", r["cells_rss"], None, r["rclone_rss"], "<", 150.0),
+    ]
+
+
+def run(work):
+    file_mib, entries, huge, repeats = sizes()
+    cfg = {
+        "file_bytes": file_mib << 20, "entries": entries, "huge": huge, "repeats": repeats,
+        "server": os.environ["BENCH_SERVER_URL"], "token": os.environ["BENCH_TOKEN"],
+        "data": os.path.join(work, "data", "personal-files", "alice"),
+    }
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = {}
+    try:
+        measure_baselines(cfg, work, results)
+        unavailable = os.environ.get("BENCH_CELLS_UNAVAILABLE")
+        if unavailable:
+            for key in ("read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss"):
+                results[f"cells_{key}"] = f"n/a ({unavailable})"
+        else:
+            cells = CellsMount(os.environ["BENCH_CELLS_BIN"], cfg["server"], cfg["token"],
+                               os.path.join(work, "mnt", "cells"), os.path.join(work, "cells-cache"),
+                               os.path.join(work, "cells-state"))
+            measure_client(cfg, cells, "cells", results)
+        rclone = RcloneMount(cfg["server"], cfg["token"], os.path.join(work, "mnt", "rclone"),
+                             os.path.join(work, "rclone-cache"))
+        measure_client(cfg, rclone, "rclone", results)
+    finally:
+        unmount_all()
+    dropped = "yes" if drop_caches() else "NO (not root: cold rows are warm-ish)"
+    print(f"\nbench: {file_mib} MiB file, {entries} and {huge} entry folders, median of {repeats} runs; "
+          f"timer: time.perf_counter around each command; kernel caches dropped for cold rows: {dropped}")
+    print_table(rows(cfg, results))
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("prepare", "run"):
+        raise SystemExit("usage: bench.py prepare|run WORK_DIR (run it through scripts/bench)")
+    work = os.path.abspath(sys.argv[2])
+    prepare(work) if sys.argv[1] == "prepare" else run(work)
+
+
+if __name__ == "__main__":
+    main()

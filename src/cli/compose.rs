@@ -1,0 +1,122 @@
+//! Composition of a running mount, in one place: Cells client + content cache + metadata
+//! index + file-system core + change feed. The FUSE session is attached by `mount`.
+
+use super::args::MountPlan;
+use cells_cache::{Cache, CacheConfig};
+use cells_mount::client::{CellsClient, ClientConfig, ClientError};
+use cells_mount::fs::{CellsFs, FsConfig};
+use cells_mount::meta::MetaStore;
+use cells_mount::platform::fuse::FuseInvalidator;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long the start-up credential check may take before we mount anyway (offline start).
+const STARTUP_PROBE: Duration = Duration::from_secs(10);
+
+pub struct Core {
+    fs: Arc<CellsFs<CellsClient>>,
+    feed: JoinHandle<()>,
+}
+
+impl Core {
+    pub fn fs(&self) -> Arc<CellsFs<CellsClient>> {
+        self.fs.clone()
+    }
+
+    /// Connects the core to the mounted session's kernel cache invalidation.
+    pub fn attach(&self, invalidator: Arc<FuseInvalidator>) {
+        self.fs.set_invalidator(invalidator);
+    }
+
+    /// Stops background work (the change feed; its websocket closes with the receiver).
+    pub fn shutdown(self, rt: &tokio::runtime::Runtime) {
+        self.feed.abort();
+        let _ = rt.block_on(self.feed);
+    }
+}
+
+pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
+    let client_cfg = ClientConfig::new(&plan.server, plan.token.clone())
+        .map_err(|e| format!("--server: {e}"))?;
+    let client =
+        CellsClient::new(client_cfg).map_err(|e| format!("cannot set up the Cells client: {e}"))?;
+    // SAFETY: getuid/getgid cannot fail and have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs_cfg = FsConfig {
+        workspace: plan.workspace.clone(),
+        uid,
+        gid,
+        ..FsConfig::default()
+    };
+    let root =
+        CellsFs::<CellsClient>::root_path_for(&fs_cfg).map_err(|e| format!("--workspace: {e}"))?;
+    let reachability = check_server(&client, &root).await?;
+
+    let state_dir = plan.state_dir.clone();
+    let meta_root = root.clone();
+    let meta = tokio::task::spawn_blocking(move || MetaStore::open(&state_dir, &meta_root))
+        .await
+        .map_err(|e| format!("opening the metadata index: {e}"))?
+        .map_err(|e| format!("metadata index in {}: {e}", plan.state_dir.display()))?;
+    if let Reachability::Unreachable(why) = reachability {
+        // Starting offline only makes sense with something to show: a first mount against an
+        // unreachable server would present an empty folder, which looks like data loss.
+        let known = meta
+            .get(cells_mount::fs::ROOT_INO)
+            .ok()
+            .flatten()
+            .is_some_and(|root| root.listed_at.is_some());
+        if !known {
+            return Err(format!(
+                "cannot reach {} ({why}), and this workspace has never been mounted from this \
+                 state directory, so there is no offline copy to show; mount once while online",
+                plan.server
+            ));
+        }
+        tracing::warn!("server not reachable ({why}): starting offline from the index and cache");
+    }
+    let cache_cfg = CacheConfig {
+        chunk_size: fs_cfg.chunk_size,
+        ..CacheConfig::new(&plan.cache_dir, plan.cache_size)
+    };
+    let cache = tokio::task::spawn_blocking(move || Cache::open(cache_cfg))
+        .await
+        .map_err(|e| format!("opening the cache: {e}"))?
+        .map_err(|e| format!("cache in {}: {e}", plan.cache_dir.display()))?;
+
+    let fs = CellsFs::new(fs_cfg, Arc::new(client.clone()), Arc::new(cache), meta)
+        .map_err(|e| format!("cannot start the file system: {e}"))?;
+    let feed = fs.spawn_feed(client.subscribe());
+    Ok(Core { fs, feed })
+}
+
+/// Whether the server answered the start-up probe.
+enum Reachability {
+    Online,
+    Unreachable(String),
+}
+
+/// Refuses to mount with a token the server rejects or a workspace that does not exist. An
+/// unreachable server is not an error by itself: the caller starts offline when it has an
+/// index to serve.
+async fn check_server(
+    client: &CellsClient,
+    root: &cells_mount::names::RemotePath,
+) -> Result<Reachability, String> {
+    match tokio::time::timeout(STARTUP_PROBE, client.stat(root)).await {
+        Ok(Ok(_)) => Ok(Reachability::Online),
+        Ok(Err(ClientError::Unauthorized(_))) => Err(
+            "the server refused the token (expired or revoked?); create a new personal access token"
+                .into(),
+        ),
+        Ok(Err(ClientError::NotFound(_))) => {
+            Err(format!("workspace {root} does not exist on the server"))
+        }
+        Ok(Err(ClientError::Forbidden(m))) => Err(format!("access to {root} is denied: {m}")),
+        Ok(Err(e)) => Ok(Reachability::Unreachable(e.to_string())),
+        Err(_) => Ok(Reachability::Unreachable(format!(
+            "no answer within {STARTUP_PROBE:?}"
+        ))),
+    }
+}

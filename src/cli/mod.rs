@@ -1,0 +1,150 @@
+//! The command line: `mount` (also the shorthand `cells-mount MOUNTPOINT`), `unmount` and
+//! `hash`. Parsing and dispatch only; each command lives in its own module.
+
+mod args;
+mod compose;
+mod daemon;
+mod mount;
+mod mountpoint;
+mod size;
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "cells-mount",
+    version,
+    about = "Mount a Pydio Cells workspace as a local folder"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount a workspace (shorthand: `cells-mount MOUNTPOINT ...`).
+    Mount(args::MountArgs),
+    /// Unmount a cells-mount folder.
+    Unmount { mountpoint: PathBuf },
+    /// Print the Cells content hash of files, like md5sum (`HASH  FILE`).
+    Hash {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+const SUBCOMMANDS: &[&str] = &["mount", "unmount", "hash", "help"];
+
+/// `cells-mount DIR [options]` means `cells-mount mount DIR [options]`: a first argument that
+/// is neither an option nor a subcommand name is a mountpoint.
+fn expand_shorthand(mut args: Vec<OsString>) -> Vec<OsString> {
+    if let Some(first) = args.get(1) {
+        let s = first.to_string_lossy();
+        if !s.starts_with('-') && !SUBCOMMANDS.contains(&s.as_ref()) {
+            args.insert(1, OsString::from("mount"));
+        }
+    }
+    args
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "cells_mount=info",
+        1 => "cells_mount=debug",
+        _ => "cells_mount=trace,fuser=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CELLS_MOUNT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(expand_shorthand(std::env::args_os().collect()));
+    match cli.command {
+        Command::Mount(args) => {
+            init_logging(args.verbose);
+            match args.validate() {
+                Ok(plan) => mount::run(plan),
+                Err(e) => {
+                    eprintln!("cells-mount: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Unmount { mountpoint } => match mountpoint::unmount(&mountpoint) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cells-mount: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Hash { files } => hash(files),
+    }
+}
+
+fn hash(files: Vec<PathBuf>) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    for f in files {
+        match cells_mount::hash::cells_hash_file(&f) {
+            Ok(h) => println!("{h}  {}", f.display()),
+            Err(e) => {
+                eprintln!("cells-mount: {}: {e}", f.display());
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: &[&str]) -> Vec<String> {
+        expand_shorthand(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_bare_directory_means_mount() {
+        assert_eq!(
+            expand(&["cm", "/mnt/cells", "-f"]),
+            ["cm", "mount", "/mnt/cells", "-f"]
+        );
+        assert_eq!(expand(&["cm", "hash", "x"]), ["cm", "hash", "x"]);
+        assert_eq!(expand(&["cm", "unmount", "/m"]), ["cm", "unmount", "/m"]);
+        assert_eq!(expand(&["cm", "--version"]), ["cm", "--version"]);
+        assert_eq!(expand(&["cm"]), ["cm"]);
+    }
+
+    #[test]
+    fn mount_options_parse() {
+        let cli = Cli::try_parse_from(expand(&[
+            "cm",
+            "/m",
+            "--server",
+            "https://c",
+            "--cache-size",
+            "2G",
+            "-vv",
+        ]))
+        .expect("parse");
+        let Command::Mount(a) = cli.command else {
+            panic!("not mount")
+        };
+        assert_eq!((a.verbose, a.cache_size.as_str()), (2, "2G"));
+        assert!(
+            Cli::try_parse_from(["cm", "mount", "/m", "--token", "a", "--token-file", "/f"])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The core's view of the content cache: every `cells_cache::Cache` call, moved off the async
+//! executor with `spawn_blocking`, with errors translated. The one place that knows the
+//! cache's API.
+
+use super::api::{FsError, FsResult};
+use super::errors::{from_cache_error, from_join_error};
+use bytes::Bytes;
+use cells_cache::{Cache, CacheError, EntryState, HoldGuard, Usage};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Whether offered bytes were kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// The cache is full of pinned, open or dirty data; the bytes are served but not kept.
+    Refused,
+}
+
+#[derive(Clone)]
+pub struct ContentStore {
+    cache: Arc<Cache>,
+    chunk_size: u64,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(from_join_error)?
+        .map_err(from_cache_error)
+}
+
+impl ContentStore {
+    /// `chunk_size` must be the cache's (`CacheConfig::chunk_size`): fetches are made of
+    /// whole chunks so that the cache records what they bring.
+    pub fn new(cache: Arc<Cache>, chunk_size: u64) -> Self {
+        Self {
+            cache,
+            chunk_size: chunk_size.max(1),
+        }
+    }
+
+    /// Keeps `key` from being evicted while a file using it is open.
+    pub fn hold(&self, key: &str) -> HoldGuard {
+        self.cache.hold(key)
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    /// Chunk-aligned ranges of `[offset, offset+len)` not in the cache (all of it when the
+    /// entry does not exist yet; the entry is declared on the way).
+    pub async fn missing(
+        &self,
+        key: &str,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Vec<Range<u64>>> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        blocking(move || match cache.missing_ranges(&key, offset, len) {
+            Err(CacheError::UnknownEntry(_)) => {
+                cache.ensure_entry(&key, size)?;
+                cache.missing_ranges(&key, offset, len)
+            }
+            other => other,
+        })
+        .await
+    }
+
+    /// Cached bytes, or `None` when any part is missing or failed verification (a corrupt
+    /// chunk is dropped by the cache and simply fetched again).
+    pub async fn read(&self, key: &str, offset: u64, len: u64) -> FsResult<Option<Bytes>> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        let len = usize::try_from(len).map_err(|_| FsError::Invalid("read too large".into()))?;
+        blocking(move || match cache.read(&key, offset, len) {
+            Err(CacheError::UnknownEntry(_)) | Err(CacheError::Corrupt(_)) => Ok(None),
+            other => other.map(|o| o.map(Bytes::from)),
+        })
+        .await
+    }
+
+    /// Stores fetched bytes. Only a refusal for lack of space is reported; any other failure
+    /// is logged, since the bytes are served from memory either way.
+    pub async fn write(&self, key: &str, size: u64, offset: u64, data: Bytes) -> Stored {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        let res = blocking(move || {
+            let attempt = |c: &Cache| c.write_range(&key, offset, &data);
+            match attempt(&cache) {
+                Err(CacheError::UnknownEntry(_)) => {
+                    cache.ensure_entry(&key, size)?;
+                    attempt(&cache)
+                }
+                other => other,
+            }
+        })
+        .await;
+        match res {
+            Ok(_) => Stored::Yes,
+            Err(FsError::NoSpace) => Stored::Refused,
+            Err(e) => {
+                tracing::warn!("could not store fetched bytes in the cache: {e}");
+                Stored::Refused
+            }
+        }
+    }
+
+    pub async fn state(&self, key: &str) -> FsResult<EntryState> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        blocking(move || cache.state(&key)).await
+    }
+
+    /// The verified local file holding all of `key`, if complete.
+    pub async fn complete_path(&self, key: &str) -> FsResult<Option<PathBuf>> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        blocking(move || cache.complete_path(&key)).await
+    }
+
+    pub async fn usage(&self) -> FsResult<Usage> {
+        let cache = self.cache.clone();
+        blocking(move || Ok(cache.usage())).await
+    }
+}

@@ -1,0 +1,77 @@
+//! Whether the server is reachable. Set when a request fails with `Offline`; cleared by a
+//! background probe with exponential backoff, so that while offline no read waits on the
+//! network at all.
+
+use crate::client::Remote;
+use crate::meta::now_ms;
+use crate::names::RemotePath;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct OfflineState {
+    offline: AtomicBool,
+    /// Unix milliseconds when we went offline (0 when online).
+    since_ms: AtomicI64,
+}
+
+impl OfflineState {
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    pub fn offline_since_ms(&self) -> Option<i64> {
+        self.is_offline()
+            .then(|| self.since_ms.load(Ordering::Acquire))
+    }
+
+    /// Returns true when this call made us offline (the caller starts the probe).
+    fn mark_offline(&self) -> bool {
+        let newly = !self.offline.swap(true, Ordering::AcqRel);
+        if newly {
+            self.since_ms.store(now_ms(), Ordering::Release);
+        }
+        newly
+    }
+
+    fn mark_online(&self) {
+        self.since_ms.store(0, Ordering::Release);
+        self.offline.store(false, Ordering::Release);
+    }
+}
+
+/// Marks the state offline and, if it was online, starts a probe task that lists one entry of
+/// `probe_path` until the server answers anything at all (an answer, even an error, means it
+/// is reachable). The task holds only a weak reference and ends with the file system.
+pub fn went_offline<R: Remote>(
+    state: &Arc<OfflineState>,
+    remote: &Arc<R>,
+    probe_path: RemotePath,
+    min: Duration,
+    max: Duration,
+) {
+    if !state.mark_offline() {
+        return;
+    }
+    tracing::warn!("server unreachable; serving from the local cache until it answers again");
+    let weak: Weak<OfflineState> = Arc::downgrade(state);
+    let remote = remote.clone();
+    tokio::spawn(async move {
+        let mut wait = min;
+        loop {
+            tokio::time::sleep(wait).await;
+            let Some(state) = weak.upgrade() else { return };
+            match remote.list_page(&probe_path, 0, 1).await {
+                Err(e) if e.is_offline() => {
+                    wait = (wait * 2).min(max);
+                }
+                _ => {
+                    tracing::info!("server reachable again");
+                    state.mark_online();
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,180 @@
+//! Open files and reads: served from the cache, missing chunks fetched (shared with other
+//! readers), read-ahead planned per handle, and uncached reads for files still uploading.
+
+use super::api::*;
+use super::core::{CellsFs, OpenFile, lock};
+use super::fetch::{ChunkFetch, Source};
+use super::readahead::ReadAhead;
+use crate::client::Remote;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Access-mode bits of open(2) flags; 0 = read-only on every platform we serve.
+const ACCESS_MODE: i32 = 0o3;
+
+impl<R: Remote> CellsFs<R> {
+    pub(super) async fn do_open(&self, ino: Ino, flags: i32) -> FsResult<OpenReply> {
+        let rec = self.fresh_record(ino).await?;
+        if rec.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        if flags & ACCESS_MODE != 0 {
+            // The write path is not part of this core yet.
+            return Err(FsError::ReadOnly);
+        }
+        let key = rec.version.as_ref().map(|v| v.cache_key());
+        let store = self.fetcher.store();
+        let (passthrough, hold) = match &key {
+            Some(k) => {
+                let path = store.complete_path(k).await.unwrap_or_else(|e| {
+                    tracing::debug!("no passthrough: {e}");
+                    None
+                });
+                (path, Some(store.hold(k)))
+            }
+            None => (None, None),
+        };
+        let keep_cache = {
+            let mut seen = lock(&self.kernel_keys);
+            let previous = seen.insert(ino, key.clone());
+            key.is_some() && previous == Some(key.clone())
+        };
+        let source = key.map(|key| Source {
+            key,
+            path: rec.path.clone(),
+            size: rec.size,
+        });
+        let file = OpenFile {
+            ino,
+            path: rec.path.clone(),
+            size: rec.size,
+            direct_io: source.is_none(),
+            source,
+            readahead: Mutex::new(ReadAhead::new(
+                self.cfg.readahead_min,
+                self.cfg.readahead_max,
+                store.chunk_size(),
+            )),
+            _hold: hold,
+        };
+        let direct_io = file.direct_io;
+        let fh = self.next_handle();
+        lock(&self.files).insert(fh, Arc::new(file));
+        Ok(OpenReply {
+            fh,
+            keep_cache,
+            direct_io,
+            passthrough,
+        })
+    }
+
+    pub(super) async fn do_read(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Bytes> {
+        let file = lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        if file.ino != ino {
+            return Err(FsError::BadHandle);
+        }
+        let Some(src) = &file.source else {
+            // No content version: the bytes may still change, so none of them are kept.
+            return self
+                .fetcher
+                .read_uncached(&file.path, offset, u64::from(size))
+                .await;
+        };
+        if offset >= file.size || size == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = u64::from(size).min(file.size - offset);
+        let ahead = lock(&file.readahead).on_read(offset, len, file.size);
+        if let Some(range) = ahead {
+            self.fetcher.prefetch(src.clone(), range);
+        }
+        self.read_cached(src, offset, len).await
+    }
+
+    /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
+    async fn read_cached(&self, src: &Source, offset: u64, len: u64) -> FsResult<Bytes> {
+        let store = self.fetcher.store();
+        let missing = store.missing(&src.key, src.size, offset, len).await?;
+        if missing.is_empty()
+            && let Some(b) = store.read(&src.key, offset, len).await?
+            && b.len() as u64 == len
+        {
+            return Ok(b);
+        }
+        let cs = store.chunk_size();
+        let (first, last) = (offset / cs, (offset + len - 1) / cs);
+        if self.is_offline() && !missing.is_empty() {
+            return Err(FsError::Offline);
+        }
+        // Start every missing chunk at once; they run in parallel (bounded by the fetcher).
+        let mut fetches: HashMap<u64, ChunkFetch> = HashMap::new();
+        for r in &missing {
+            for idx in (r.start / cs).max(first)..r.end.div_ceil(cs).min(last + 1) {
+                fetches.insert(idx, self.fetcher.chunk(src, idx, false));
+            }
+        }
+        let mut out = BytesMut::with_capacity(len as usize);
+        for idx in first..=last {
+            let chunk_start = idx * cs;
+            let from = offset.max(chunk_start);
+            let to = (offset + len).min(chunk_start + cs);
+            let cached = match fetches.contains_key(&idx) {
+                true => None,
+                false => store.read(&src.key, from, to - from).await?,
+            };
+            let piece = match cached {
+                Some(b) if b.len() as u64 == to - from => b,
+                // Missing, evicted since, or dropped as corrupt: fetch it again.
+                _ => {
+                    if self.is_offline() {
+                        return Err(FsError::Offline);
+                    }
+                    let fetch = match fetches.remove(&idx) {
+                        Some(f) => f,
+                        None => self.fetcher.chunk(src, idx, false),
+                    };
+                    let chunk = fetch.await?;
+                    let lo = (from - chunk_start) as usize;
+                    let hi = ((to - chunk_start) as usize).min(chunk.len());
+                    if lo > hi {
+                        return Err(FsError::Io("short chunk from the server".into()));
+                    }
+                    chunk.slice(lo..hi)
+                }
+            };
+            out.extend_from_slice(&piece);
+        }
+        Ok(out.freeze())
+    }
+
+    pub(super) fn do_release(&self, fh: Fh) {
+        lock(&self.files).remove(&fh);
+    }
+
+    pub(super) async fn do_statfs(&self) -> FsResult<StatFs> {
+        const BSIZE: u64 = 4096;
+        let usage = self.fetcher.store().usage().await?;
+        let files = self.meta(|m| m.count()).await?;
+        let limit = usage.limit_bytes.max(usage.bytes);
+        let free = limit.saturating_sub(usage.bytes) / BSIZE;
+        Ok(StatFs {
+            blocks: limit / BSIZE,
+            bfree: free,
+            bavail: free,
+            files,
+            ffree: u64::from(u32::MAX).saturating_sub(files),
+            bsize: BSIZE as u32,
+            namelen: crate::names::MAX_NAME_BYTES as u32,
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! Lookups, listings, readdir offsets, inode stability, hostile and junk names.
+
+use super::*;
+use crate::client::{Node, NodeKind};
+use crate::names::RemotePath;
+
+fn tree() -> MemoryRemote {
+    let r = MemoryRemote::new();
+    r.add_file("ws/a.txt", b"hello".to_vec());
+    r.add_file("ws/docs/b.txt", b"world!".to_vec());
+    r
+}
+
+async fn names(h: &Harness, ino: Ino) -> Vec<String> {
+    let fh = h.fs.opendir(ino).await.unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let batch = h.fs.readdir(ino, fh, offset).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.next_offset;
+        out.extend(batch.into_iter().map(|e| e.name));
+    }
+    h.fs.releasedir(ino, fh).await;
+    out
+}
+
+#[tokio::test]
+async fn lookup_getattr_and_readdir() {
+    let h = Harness::new(tree());
+    let a = h.lookup_path("a.txt").await.unwrap();
+    assert_eq!(a.attr.size, 5);
+    assert_eq!(a.attr.kind, FileKind::File);
+    assert_eq!((a.attr.uid, a.attr.perm), (1000, 0o644));
+    assert_eq!(h.fs.getattr(a.attr.ino).await.unwrap().attr, a.attr);
+    let docs = h.lookup_path("docs").await.unwrap();
+    assert_eq!(docs.attr.kind, FileKind::Dir);
+    // The folder was listed just now: a miss is answered without asking the server.
+    let lists = h.remote.lists();
+    assert_eq!(
+        h.fs.lookup(ROOT_INO, OsStr::new("nope")).await.unwrap_err(),
+        FsError::NotFound
+    );
+    assert_eq!(h.remote.lists(), lists);
+    assert_eq!(names(&h, ROOT_INO).await, [".", "..", "a.txt", "docs"]);
+    assert_eq!(names(&h, docs.attr.ino).await, [".", "..", "b.txt"]);
+    assert_eq!(
+        h.fs.lookup(a.attr.ino, OsStr::new("x")).await.unwrap_err(),
+        FsError::NotDir
+    );
+}
+
+#[tokio::test]
+async fn readdir_pages_with_stable_offsets() {
+    let r = MemoryRemote::new();
+    for i in 0..2500 {
+        r.add_file(&format!("ws/big/f{i:05}"), vec![1u8]);
+    }
+    let h = Harness::new(r);
+    let big = h.lookup_path("big").await.unwrap().attr.ino;
+    let before = h.remote.lists();
+    let fh = h.fs.opendir(big).await.unwrap();
+    assert!(
+        h.remote.lists() - before >= 3,
+        "2500 entries take three pages of 1000"
+    );
+    let first = h.fs.readdir(big, fh, 0).await.unwrap();
+    let resume = first[100].next_offset;
+    // The server loses files and the folder is re-listed while the handle is open.
+    for i in 0..50 {
+        h.remote.remove(&format!("ws/big/f{i:05}"));
+    }
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    let fresh = names(&h, big).await;
+    assert_eq!(fresh.len(), 2 + 2450);
+    // The old handle continues where it was: no duplicates, nothing re-ordered.
+    let mut seen: Vec<String> = first[..=100].iter().map(|e| e.name.clone()).collect();
+    let mut offset = resume;
+    loop {
+        let batch = h.fs.readdir(big, fh, offset).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.next_offset;
+        seen.extend(batch.into_iter().map(|e| e.name));
+    }
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len());
+    assert_eq!(seen.last().unwrap(), "f02499");
+    h.fs.releasedir(big, fh).await;
+    assert_eq!(
+        h.fs.readdir(big, fh, 0).await.unwrap_err(),
+        FsError::BadHandle
+    );
+}
+
+#[tokio::test]
+async fn inodes_are_stable_across_restarts_and_renames() {
+    let h = Harness::new(tree());
+    let b = h.lookup_path("docs/b.txt").await.unwrap().attr.ino;
+    let docs = h.lookup_path("docs").await.unwrap().attr.ino;
+    let h = h.restart().await;
+    assert_eq!(h.lookup_path("docs/b.txt").await.unwrap().attr.ino, b);
+    h.remote.move_node("ws/docs", "ws/papers");
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    assert_eq!(h.lookup_path("papers").await.unwrap().attr.ino, docs);
+    assert_eq!(h.lookup_path("papers/b.txt").await.unwrap().attr.ino, b);
+    assert_eq!(h.lookup_path("docs").await.unwrap_err(), FsError::NotFound);
+}
+
+#[tokio::test]
+async fn hostile_entries_from_the_server_never_appear() {
+    let r = tree();
+    r.add_file("ws/.DS_Store", vec![0u8; 3]);
+    let outside = Node {
+        uuid: Some("evil".into()),
+        path: RemotePath::parse("ws/docs/escaped").unwrap(),
+        kind: NodeKind::File,
+        size: 1,
+        mtime: 0,
+        version: None,
+        storage_etag: None,
+        read_only: false,
+        workspace: None,
+    };
+    r.inject_listing_node("ws", outside.clone());
+    let mut itself = outside;
+    itself.path = RemotePath::parse("ws").unwrap();
+    r.inject_listing_node("ws", itself);
+    let h = Harness::new(r);
+    assert_eq!(names(&h, ROOT_INO).await, [".", "..", "a.txt", "docs"]);
+    assert_eq!(
+        h.lookup_path("escaped").await.unwrap_err(),
+        FsError::NotFound
+    );
+    for bad in ["..", ".", "a/b", "x\0y"] {
+        assert_eq!(
+            h.fs.lookup(ROOT_INO, OsStr::new(bad)).await.unwrap_err(),
+            FsError::NotFound
+        );
+    }
+    let long = "x".repeat(300);
+    assert_eq!(
+        h.fs.lookup(ROOT_INO, OsStr::new(&long)).await.unwrap_err(),
+        FsError::NameTooLong
+    );
+}
+
+#[tokio::test]
+async fn desktop_junk_never_reaches_the_server() {
+    let h = Harness::new(tree());
+    for junk in [
+        ".DS_Store",
+        "._a.txt",
+        "Thumbs.db",
+        "desktop.ini",
+        ".Trash-1000",
+        "autorun.inf",
+    ] {
+        assert_eq!(
+            h.fs.lookup(ROOT_INO, OsStr::new(junk)).await.unwrap_err(),
+            FsError::NotFound
+        );
+    }
+    assert_eq!(
+        h.remote.lists()
+            + h.remote
+                .counts
+                .stat
+                .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn stale_folders_are_listed_again_on_access() {
+    let mut cfg = config();
+    cfg.dir_ttl = Duration::ZERO;
+    let h = Harness::with_config(tree(), cfg);
+    assert_eq!(
+        h.lookup_path("new.txt").await.unwrap_err(),
+        FsError::NotFound
+    );
+    h.remote.add_file("ws/new.txt", b"n".to_vec());
+    assert_eq!(h.lookup_path("new.txt").await.unwrap().attr.size, 1);
+    // The negative entry the kernel may hold for it is invalidated.
+    wait_until("inval_entry for new.txt", || {
+        h.inv
+            .entries
+            .lock()
+            .unwrap()
+            .contains(&(ROOT_INO, "new.txt".into()))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn statfs_reports_the_cache() {
+    let h = Harness::new(tree());
+    let s = h.fs.statfs().await.unwrap();
+    assert_eq!(s.bsize, 4096);
+    assert_eq!(s.blocks, (1u64 << 30) / 4096);
+    assert!(s.bfree <= s.blocks && s.namelen == 255);
+}

@@ -1,0 +1,72 @@
+//! Offline behaviour: listings from the index, cached reads, fast failure, recovery.
+
+use super::testing::Failure;
+use super::*;
+
+#[tokio::test]
+async fn offline_serves_the_cache_and_fails_fast_otherwise() {
+    let r = MemoryRemote::new();
+    let cached = content(3 * CHUNK as usize, 1);
+    let uncached = content(3 * CHUNK as usize, 2);
+    r.add_file("ws/cached.bin", cached.clone());
+    r.add_file("ws/uncached.bin", uncached.clone());
+    let h = Harness::new(r);
+    let c = h.lookup_path("cached.bin").await.unwrap().attr.ino;
+    let u = h.lookup_path("uncached.bin").await.unwrap().attr.ino;
+    assert!(h.read_all(c, 8192).await == cached);
+
+    h.remote.set_failure(Some(Failure::Offline));
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    // The stale listing is tried once, fails, and the index answers.
+    assert_eq!(h.lookup_path("uncached.bin").await.unwrap().attr.ino, u);
+    assert!(h.fs.is_offline());
+    let fh = h.fs.opendir(ROOT_INO).await.unwrap();
+    assert_eq!(h.fs.readdir(ROOT_INO, fh, 0).await.unwrap().len(), 4);
+    assert!(h.read_all(c, 8192).await == cached);
+    let reads = h.remote.reads();
+    let started = Instant::now();
+    let fh = h.fs.open(u, 0, Caller::default()).await.unwrap().fh;
+    assert_eq!(
+        h.fs.read(u, fh, 0, 100).await.unwrap_err(),
+        FsError::Offline
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(h.remote.reads(), reads, "no network attempt while offline");
+
+    h.remote.set_failure(None);
+    wait_until("the probe to bring us back", || !h.fs.is_offline()).await;
+    assert_eq!(
+        &h.fs.read(u, fh, 0, 100).await.unwrap()[..],
+        &uncached[..100]
+    );
+}
+
+#[tokio::test]
+async fn a_folder_never_listed_is_offline_not_empty() {
+    let r = MemoryRemote::new();
+    r.add_file("ws/d/x", b"x".to_vec());
+    let h = Harness::new(r);
+    let d = h.lookup_path("d").await.unwrap().attr.ino;
+    h.remote.set_failure(Some(Failure::Offline));
+    assert_eq!(
+        h.fs.lookup(d, OsStr::new("x")).await.unwrap_err(),
+        FsError::Offline
+    );
+    assert_eq!(h.fs.opendir(d).await.unwrap_err(), FsError::Offline);
+}
+
+#[tokio::test]
+async fn server_errors_are_reported_without_going_offline() {
+    let r = MemoryRemote::new();
+    r.add_file("ws/d/x", b"x".to_vec());
+    let h = Harness::new(r);
+    let d = h.lookup_path("d").await.unwrap().attr.ino;
+    h.remote.set_failure(Some(Failure::Server));
+    assert!(matches!(
+        h.fs.lookup(d, OsStr::new("x")).await.unwrap_err(),
+        FsError::Io(_)
+    ));
+    assert!(!h.fs.is_offline());
+}

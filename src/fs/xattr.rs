@@ -1,0 +1,52 @@
+//! Extended attributes that expose sync state to file managers and scripts:
+//! `user.cells.state`, `user.cells.hash`, `user.cells.uuid`.
+
+use super::api::*;
+use super::core::CellsFs;
+use crate::client::Remote;
+use cells_cache::EntryState;
+use std::ffi::OsStr;
+
+pub const XATTR_STATE: &str = "user.cells.state";
+pub const XATTR_HASH: &str = "user.cells.hash";
+pub const XATTR_UUID: &str = "user.cells.uuid";
+
+impl<R: Remote> CellsFs<R> {
+    pub(super) async fn do_listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
+        let rec = self.record(ino).await?;
+        let mut names = Vec::new();
+        if !rec.is_dir() {
+            names.push(XATTR_STATE.to_owned());
+            if rec.version.is_some() {
+                names.push(XATTR_HASH.to_owned());
+            }
+        }
+        if rec.uuid.is_some() {
+            names.push(XATTR_UUID.to_owned());
+        }
+        Ok(names)
+    }
+
+    pub(super) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        let rec = self.record(ino).await?;
+        let value = match name.to_str() {
+            Some(XATTR_STATE) if !rec.is_dir() => match &rec.version {
+                None => "online-only".to_owned(),
+                Some(v) => match self.fetcher.store().state(&v.cache_key()).await? {
+                    EntryState::Absent => "online-only",
+                    EntryState::Partial => "partial",
+                    EntryState::Complete => "cached",
+                }
+                .to_owned(),
+            },
+            Some(XATTR_HASH) => rec
+                .version
+                .as_ref()
+                .map(|v| v.value.clone())
+                .ok_or(FsError::NoAttr)?,
+            Some(XATTR_UUID) => rec.uuid.clone().ok_or(FsError::NoAttr)?,
+            _ => return Err(FsError::NoAttr),
+        };
+        Ok(value.into_bytes())
+    }
+}

@@ -1,0 +1,261 @@
+//! The metadata index: every inode the mount has seen, in SQLite (WAL, under the state
+//! directory) with a moka cache in front. Owns inode numbering (stable across restarts, never
+//! reused), folder listings (replaced atomically) and staleness bookkeeping.
+//!
+//! All methods block (SQLite); async callers run them on `spawn_blocking`.
+
+mod apply;
+mod listing;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use listing::StagedNode;
+
+use crate::client::{ContentVersion, NodeKind};
+use crate::fs::{Ino, ROOT_INO};
+use crate::names::RemotePath;
+use moka::sync::Cache as MokaCache;
+use rusqlite::{Connection, OptionalExtension, params};
+use schema::{COLUMNS, raw_row, record_from_raw};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum MetaError {
+    #[error("metadata index: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("metadata index is damaged: {0}")]
+    Corrupt(String),
+    #[error("metadata index I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// One inode as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InodeRecord {
+    pub ino: Ino,
+    pub parent: Ino,
+    pub name: String,
+    pub path: RemotePath,
+    pub kind: NodeKind,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: i64,
+    pub version: Option<ContentVersion>,
+    pub uuid: Option<String>,
+    pub read_only: bool,
+    /// Unix milliseconds of the last complete listing of this folder's children; `None` =
+    /// never listed, `Some(0)` = listed once but marked stale.
+    pub listed_at: Option<i64>,
+    /// Unix milliseconds when the server last described this node.
+    pub seen_at: i64,
+}
+
+impl InodeRecord {
+    pub fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Folder
+    }
+}
+
+/// What a change to the index means for the kernel's caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaChange {
+    /// `name` in `parent` no longer names what it did (removed, moved away, replaced).
+    EntryGone { parent: Ino, name: String },
+    /// `name` now exists in `parent`, a folder listed before (a negative entry may be cached).
+    EntryAdded { parent: Ino, name: String },
+    /// Attributes or content of `ino` changed.
+    Changed { ino: Ino, content: bool },
+}
+
+/// The index. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct MetaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    by_ino: MokaCache<Ino, Arc<InodeRecord>>,
+    by_name: MokaCache<(Ino, String), Ino>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl MetaStore {
+    /// Opens the index in `state_dir` (created if needed). `root` is the remote path shown at
+    /// the mount root; when it differs from the stored one, the old tree is dropped (inode
+    /// numbers still never repeat).
+    pub fn open(state_dir: &Path, root: &RemotePath) -> MetaResult<Self> {
+        let conn = schema::open_connection(state_dir)?;
+        let stored: Option<String> = conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'root_path'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stored.as_deref() != Some(root.as_str()) {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let reset = (|| -> MetaResult<()> {
+                conn.execute("DELETE FROM inodes", [])?;
+                conn.execute(
+                    "INSERT INTO inodes (ino, parent, name, path, kind, size, mtime, read_only,
+                     seen_at) VALUES (?1, ?2, '', ?3, 1, 0, 0, 0, 0)",
+                    params![ROOT_INO as i64, schema::ROOT_PARENT, root.as_str()],
+                )?;
+                conn.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES ('root_path', ?1)",
+                    [root.as_str()],
+                )?;
+                Ok(())
+            })();
+            match reset {
+                Ok(()) => conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                by_ino: MokaCache::new(200_000),
+                by_name: MokaCache::new(200_000),
+            }),
+        })
+    }
+
+    /// The connection. A panic while it was held leaves no open transaction behind (rusqlite
+    /// rolls back on drop), so a poisoned lock is still safe to use.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn query_one(
+        conn: &Connection,
+        where_clause: &str,
+        params: impl rusqlite::Params,
+    ) -> MetaResult<Option<InodeRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM inodes WHERE {where_clause}");
+        let raw = conn.query_row(&sql, params, raw_row).optional()?;
+        raw.map(record_from_raw).transpose()
+    }
+
+    /// One inode by number.
+    pub fn get(&self, ino: Ino) -> MetaResult<Option<Arc<InodeRecord>>> {
+        if let Some(hit) = self.inner.by_ino.get(&ino) {
+            return Ok(Some(hit));
+        }
+        let conn = self.conn();
+        let rec = Self::query_one(&conn, "ino = ?1 AND parent >= 0", [ino as i64])?;
+        Ok(rec.map(|r| {
+            let r = Arc::new(r);
+            // Filled while the connection is held, so a writer cannot slip in between.
+            self.inner.by_ino.insert(ino, r.clone());
+            r
+        }))
+    }
+
+    /// The child `name` of `parent`.
+    pub fn child(&self, parent: Ino, name: &str) -> MetaResult<Option<Arc<InodeRecord>>> {
+        let key = (parent, name.to_owned());
+        if let Some(ino) = self.inner.by_name.get(&key)
+            && let Some(rec) = self.get(ino)?
+            && rec.parent == parent
+            && rec.name == name
+        {
+            return Ok(Some(rec));
+        }
+        let conn = self.conn();
+        let rec = Self::query_one(
+            &conn,
+            "parent = ?1 AND name = ?2",
+            params![parent as i64, name],
+        )?;
+        Ok(rec.map(|r| {
+            let r = Arc::new(r);
+            self.inner.by_name.insert(key, r.ino);
+            self.inner.by_ino.insert(r.ino, r.clone());
+            r
+        }))
+    }
+
+    /// The inode at a remote path, if known.
+    pub fn by_path(&self, path: &RemotePath) -> MetaResult<Option<Arc<InodeRecord>>> {
+        let conn = self.conn();
+        let rec = Self::query_one(&conn, "path = ?1 AND parent >= 0", [path.as_str()])?;
+        Ok(rec.map(Arc::new))
+    }
+
+    /// The inode numbers of `parent`'s children, ordered by name: a readdir snapshot.
+    pub fn child_inos(&self, parent: Ino) -> MetaResult<Vec<Ino>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT ino FROM inodes WHERE parent = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([parent as i64], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for ino in rows {
+            out.push(ino? as Ino);
+        }
+        Ok(out)
+    }
+
+    /// Number of inodes in the index.
+    pub fn count(&self) -> MetaResult<u64> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Marks one folder's listing stale (it is re-listed on next access when online).
+    pub fn mark_stale(&self, ino: Ino) -> MetaResult<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE inodes SET listed_at = 0 WHERE ino = ?1 AND listed_at IS NOT NULL",
+            [ino as i64],
+        )?;
+        self.inner.by_ino.invalidate(&ino);
+        Ok(())
+    }
+
+    /// Marks every folder listing and every node description stale (event feed resync).
+    pub fn mark_all_stale(&self) -> MetaResult<()> {
+        let conn = self.conn();
+        conn.execute_batch(
+            "UPDATE inodes SET listed_at = 0 WHERE listed_at IS NOT NULL;
+             UPDATE inodes SET seen_at = 0;",
+        )?;
+        self.inner.by_ino.invalidate_all();
+        Ok(())
+    }
+
+    fn invalidate(&self, changes: &[MetaChange], touched: &[Ino], paths_rewritten: bool) {
+        for ch in changes {
+            if let MetaChange::EntryGone { parent, name } = ch {
+                self.inner.by_name.invalidate(&(*parent, name.clone()));
+            }
+        }
+        if paths_rewritten {
+            self.inner.by_ino.invalidate_all();
+        } else {
+            for ino in touched {
+                self.inner.by_ino.invalidate(ino);
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Tests of the metadata index against real SQLite files in a temporary directory.
+
+use super::*;
+use crate::client::HashKind;
+
+fn file(name: &str, uuid: &str, hash: &str) -> StagedNode {
+    StagedNode {
+        name: name.into(),
+        kind: NodeKind::File,
+        size: 10,
+        mtime: 1_700_000_000,
+        version: Some(ContentVersion {
+            kind: HashKind::CellsHash,
+            value: hash.into(),
+        }),
+        uuid: Some(uuid.into()),
+        read_only: false,
+    }
+}
+
+fn folder(name: &str, uuid: &str) -> StagedNode {
+    StagedNode {
+        name: name.into(),
+        kind: NodeKind::Folder,
+        size: 0,
+        mtime: 1_700_000_000,
+        version: None,
+        uuid: Some(uuid.into()),
+        read_only: false,
+    }
+}
+
+fn list(store: &MetaStore, parent: Ino, nodes: &[StagedNode]) -> Vec<MetaChange> {
+    store.clear_stage(parent).unwrap();
+    store.stage_page(parent, nodes).unwrap();
+    store.commit_listing(parent).unwrap()
+}
+
+fn root() -> RemotePath {
+    RemotePath::parse("ws").unwrap()
+}
+
+#[test]
+fn inodes_survive_a_restart_and_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let store = MetaStore::open(dir.path(), &root()).unwrap();
+        list(
+            &store,
+            ROOT_INO,
+            &[file("a", "u1", "h1"), folder("b", "u2")],
+        );
+        let a = store.child(ROOT_INO, "a").unwrap().unwrap();
+        let b = store.child(ROOT_INO, "b").unwrap().unwrap();
+        assert_eq!(a.path.as_str(), "ws/a");
+        assert!(store.get(ROOT_INO).unwrap().unwrap().listed_at.is_some());
+        (a.ino, b.ino)
+    };
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    assert_eq!(store.child(ROOT_INO, "a").unwrap().unwrap().ino, a);
+    // Removing `a` and adding `c` must not hand out `a`'s number again.
+    let changes = list(
+        &store,
+        ROOT_INO,
+        &[folder("b", "u2"), file("c", "u3", "h3")],
+    );
+    assert!(changes.contains(&MetaChange::EntryGone {
+        parent: ROOT_INO,
+        name: "a".into()
+    }));
+    let c = store.child(ROOT_INO, "c").unwrap().unwrap().ino;
+    assert!(c > a && c > b);
+    assert!(store.get(a).unwrap().is_none());
+    assert_eq!(store.child_inos(ROOT_INO).unwrap(), vec![b, c]);
+}
+
+#[test]
+fn renames_and_moves_keep_the_inode_by_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    list(&store, ROOT_INO, &[folder("d", "ud"), file("x", "ux", "h")]);
+    let d = store.child(ROOT_INO, "d").unwrap().unwrap().ino;
+    list(&store, d, &[file("inner", "ui", "h2")]);
+    let inner = store.child(d, "inner").unwrap().unwrap().ino;
+    let x = store.child(ROOT_INO, "x").unwrap().unwrap().ino;
+    // Rename inside the folder, and rename the folder: same inodes, descendants follow.
+    let changes = list(&store, ROOT_INO, &[folder("e", "ud"), file("y", "ux", "h")]);
+    assert_eq!(store.child(ROOT_INO, "y").unwrap().unwrap().ino, x);
+    assert_eq!(store.child(ROOT_INO, "e").unwrap().unwrap().ino, d);
+    assert_eq!(
+        store.get(inner).unwrap().unwrap().path.as_str(),
+        "ws/e/inner"
+    );
+    assert!(changes.contains(&MetaChange::EntryGone {
+        parent: ROOT_INO,
+        name: "x".into()
+    }));
+    assert!(changes.contains(&MetaChange::EntryAdded {
+        parent: ROOT_INO,
+        name: "y".into()
+    }));
+    // Swapping two names keeps both identities.
+    list(
+        &store,
+        d,
+        &[file("inner", "ui", "h2"), file("other", "uo", "h3")],
+    );
+    let other = store.child(d, "other").unwrap().unwrap().ino;
+    list(
+        &store,
+        d,
+        &[file("inner", "uo", "h3"), file("other", "ui", "h2")],
+    );
+    assert_eq!(store.child(d, "inner").unwrap().unwrap().ino, other);
+    assert_eq!(store.child(d, "other").unwrap().unwrap().ino, inner);
+    // Moved into another folder by an event: same inode, gone from the old folder.
+    let (moved, _) = store.upsert_child(d, &file("y2", "ux", "h")).unwrap();
+    assert_eq!(moved, x);
+    assert!(store.child(ROOT_INO, "y").unwrap().is_none());
+}
+
+#[test]
+fn content_changes_and_replacements_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    list(
+        &store,
+        ROOT_INO,
+        &[file("a", "u1", "h1"), file("b", "u2", "h2")],
+    );
+    let a = store.child(ROOT_INO, "a").unwrap().unwrap().ino;
+    let b = store.child(ROOT_INO, "b").unwrap().unwrap().ino;
+    let changes = list(
+        &store,
+        ROOT_INO,
+        &[file("a", "u1", "h9"), folder("b", "u2")],
+    );
+    assert!(changes.contains(&MetaChange::Changed {
+        ino: a,
+        content: true
+    }));
+    // `b` became a folder: a new inode, the old one is gone.
+    let nb = store.child(ROOT_INO, "b").unwrap().unwrap();
+    assert_ne!(nb.ino, b);
+    assert!(nb.is_dir());
+    assert_eq!(
+        store
+            .get(a)
+            .unwrap()
+            .unwrap()
+            .version
+            .clone()
+            .unwrap()
+            .value,
+        "h9",
+        "the moka cache must not serve the old version"
+    );
+}
+
+#[test]
+fn removal_deletes_subtrees_and_staleness_is_tracked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    list(&store, ROOT_INO, &[folder("d", "ud")]);
+    let d = store.child(ROOT_INO, "d").unwrap().unwrap().ino;
+    list(&store, d, &[file("f", "uf", "h")]);
+    let f = store.child(d, "f").unwrap().unwrap().ino;
+    store.mark_stale(d).unwrap();
+    assert_eq!(store.get(d).unwrap().unwrap().listed_at, Some(0));
+    store.mark_all_stale().unwrap();
+    assert_eq!(store.get(ROOT_INO).unwrap().unwrap().listed_at, Some(0));
+    store.remove(d).unwrap();
+    assert!(store.get(d).unwrap().is_none());
+    assert!(store.get(f).unwrap().is_none());
+    assert_eq!(store.count().unwrap(), 1);
+}
+
+#[test]
+fn a_different_root_resets_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = MetaStore::open(dir.path(), &root()).unwrap();
+        list(&store, ROOT_INO, &[file("a", "u1", "h1")]);
+        store.child(ROOT_INO, "a").unwrap().unwrap().ino
+    };
+    let other = RemotePath::parse("other-ws").unwrap();
+    let store = MetaStore::open(dir.path(), &other).unwrap();
+    assert!(store.child(ROOT_INO, "a").unwrap().is_none());
+    assert_eq!(store.get(ROOT_INO).unwrap().unwrap().path, other);
+    list(&store, ROOT_INO, &[file("a", "u1", "h1")]);
+    assert!(store.child(ROOT_INO, "a").unwrap().unwrap().ino > first);
+}
+
+#[test]
+fn a_big_listing_streams_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    store.clear_stage(ROOT_INO).unwrap();
+    for page in 0..20 {
+        let nodes: Vec<_> = (0..500)
+            .map(|i| {
+                file(
+                    &format!("f{:06}", page * 500 + i),
+                    &format!("u{page}-{i}"),
+                    "h",
+                )
+            })
+            .collect();
+        store.stage_page(ROOT_INO, &nodes).unwrap();
+    }
+    // Staged pages are invisible until the commit.
+    assert!(store.child_inos(ROOT_INO).unwrap().is_empty());
+    store.commit_listing(ROOT_INO).unwrap();
+    let inos = store.child_inos(ROOT_INO).unwrap();
+    assert_eq!(inos.len(), 10_000);
+    assert_eq!(store.get(inos[0]).unwrap().unwrap().name, "f000000");
+}

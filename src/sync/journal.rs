@@ -1,0 +1,609 @@
+//! The durable upload journal: `STATE/journal.sqlite` (WAL, `synchronous=FULL`) plus
+//! `STATE/staging/` (see `staging` for why versions are staged there and not referenced in
+//! the cache). Every `enqueue_*` returns only after its row is committed, so a change the core
+//! acknowledged survives a crash; rows leave the journal only when the server has the change.
+//!
+//! The pending operations are also held in memory in line order, for scheduling; in-flight
+//! claims are memory-only, so after a crash every operation is simply pending again.
+
+use super::op::{Op, OpKind, OpState};
+use super::{QueueStats, SyncError, order, schema, staging};
+use crate::client::{ContentVersion, HashKind};
+use crate::names::RemotePath;
+use cells_cache::Cache;
+use rusqlite::Connection;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// What [`Journal::enqueue_upload`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueuedUpload {
+    pub seq: i64,
+    pub size: u64,
+    pub cells_hash: String,
+    /// Cache key of the new version (`c<cells hash>`).
+    pub cache_key: String,
+    /// True when an earlier pending save of the same path was replaced (it keeps its place).
+    pub coalesced: bool,
+    /// True when `src` was moved into the cache as a dirty entry under `cache_key`.
+    pub cached: bool,
+}
+
+/// A recorded conflict, until the user dismisses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictRecord {
+    pub id: i64,
+    pub path: RemotePath,
+    /// Where our version went; `None` when a local delete was not applied (server kept).
+    pub saved_as: Option<RemotePath>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl ConflictRecord {
+    pub fn describe(&self) -> String {
+        match &self.saved_as {
+            Some(s) => format!("{}: local version saved as {s}", self.path),
+            None => format!("{}: not deleted, the server has a newer version", self.path),
+        }
+    }
+}
+
+pub struct Journal {
+    staging_dir: PathBuf,
+    inner: Mutex<Inner>,
+    cache: Option<Arc<Cache>>,
+    /// Notified on every change (new op, finished op, online): wakes the uploader and drain.
+    changed: Arc<Notify>,
+}
+
+struct Inner {
+    conn: Connection,
+    ops: BTreeMap<i64, Op>,
+    in_flight: HashSet<i64>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn check_path(path: &RemotePath) -> Result<(), SyncError> {
+    if path.components().count() < 2 {
+        return Err(SyncError::Invalid(format!(
+            "{path:?} is not inside a workspace"
+        )));
+    }
+    Ok(())
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `state_dir`. With a `cache`, uploaded versions are
+    /// inserted into it dirty on enqueue and marked clean once on the server.
+    pub fn open(state_dir: &Path, cache: Option<Arc<Cache>>) -> Result<Journal, SyncError> {
+        staging::ensure_private_dir(state_dir)?;
+        let staging_dir = staging::dir(state_dir);
+        staging::ensure_private_dir(&staging_dir)?;
+        let conn = schema::open(&state_dir.join("journal.sqlite"))?;
+        let ops: BTreeMap<i64, Op> = schema::load(&conn)?
+            .into_iter()
+            .map(|op| (op.seq, op))
+            .collect();
+        let referenced: HashSet<String> = ops
+            .values()
+            .filter_map(|op| match &op.kind {
+                OpKind::Upload { staging, .. } => Some(staging.clone()),
+                _ => None,
+            })
+            .collect();
+        for op in ops.values() {
+            if let OpKind::Upload { staging: name, .. } = &op.kind
+                && !staging_dir.join(name).is_file()
+            {
+                return Err(SyncError::Corrupt(format!(
+                    "the staged copy of {} is missing",
+                    op.kind.main_path()
+                )));
+            }
+        }
+        staging::collect_garbage(&staging_dir, &referenced);
+        Ok(Journal {
+            staging_dir,
+            inner: Mutex::new(Inner {
+                conn,
+                ops,
+                in_flight: HashSet::new(),
+            }),
+            cache,
+            changed: Arc::new(Notify::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    fn notify(&self) {
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
+
+    pub(crate) fn staging_path(&self, name: &str) -> PathBuf {
+        self.staging_dir.join(name)
+    }
+
+    /// Journals a finished file version: `src` is staged (hard link or copy, fsynced), then,
+    /// with a cache, moved into it as a dirty entry; the row is committed before returning.
+    /// A pending, not yet started save of the same path is replaced in place.
+    /// The caller must not modify `src` in place afterwards (it may be the staged inode).
+    pub fn enqueue_upload(
+        &self,
+        path: &RemotePath,
+        src: &Path,
+        base: Option<ContentVersion>,
+    ) -> Result<EnqueuedUpload, SyncError> {
+        check_path(path)?;
+        let staged = staging::stage(&self.staging_dir, src)?;
+        let cache_key = ContentVersion {
+            kind: HashKind::CellsHash,
+            value: staged.cells_hash.clone(),
+        }
+        .cache_key();
+        let cached = match &self.cache {
+            Some(cache) => match cache.insert_file(&cache_key, src, true) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("could not put the new version of {path} in the cache: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        let result = self.record_upload(path, &staged, base);
+        match result {
+            Ok((seq, coalesced, replaced)) => {
+                if let Some(old) = replaced {
+                    self.forget_staged(&old.0, &old.1);
+                }
+                self.notify();
+                Ok(EnqueuedUpload {
+                    seq,
+                    size: staged.size,
+                    cells_hash: staged.cells_hash,
+                    cache_key,
+                    coalesced,
+                    cached,
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(self.staging_dir.join(&staged.name));
+                Err(e)
+            }
+        }
+    }
+
+    /// Returns (seq, coalesced, replaced (staging name, cells hash)).
+    #[allow(clippy::type_complexity)]
+    fn record_upload(
+        &self,
+        path: &RemotePath,
+        staged: &staging::Staged,
+        base: Option<ContentVersion>,
+    ) -> Result<(i64, bool, Option<(String, String)>), SyncError> {
+        let mut inner = self.lock();
+        let latest = latest_touching(&inner.ops, path);
+        if let Some(seq) = latest
+            && !inner.in_flight.contains(&seq)
+            && let Some(op) = inner.ops.get(&seq)
+            && let OpKind::Upload { path: p, .. } = &op.kind
+            && p == path
+        {
+            let mut op = op.clone();
+            let OpKind::Upload {
+                staging,
+                size,
+                cells_hash,
+                md5,
+                ..
+            } = &mut op.kind
+            else {
+                unreachable!("matched an upload above")
+            };
+            let old = (
+                std::mem::replace(staging, staged.name.clone()),
+                std::mem::replace(cells_hash, staged.cells_hash.clone()),
+            );
+            *size = staged.size;
+            *md5 = staged.md5.clone();
+            op.state = OpState::Queued;
+            op.attempts = 0;
+            op.not_before_ms = 0;
+            op.last_error = None;
+            schema::update(&inner.conn, &op)?;
+            inner.ops.insert(seq, op);
+            return Ok((seq, true, Some(old)));
+        }
+        let kind = OpKind::Upload {
+            path: path.clone(),
+            staging: staged.name.clone(),
+            size: staged.size,
+            cells_hash: staged.cells_hash.clone(),
+            md5: staged.md5.clone(),
+            base,
+        };
+        let seq = insert_op(&mut inner, kind)?;
+        Ok((seq, false, None))
+    }
+
+    /// Removes a staged file no op needs any more and lets the cache evict its version
+    /// unless another pending upload has the same content.
+    fn forget_staged(&self, staging_name: &str, cells_hash: &str) {
+        if let Err(e) = std::fs::remove_file(self.staging_dir.join(staging_name)) {
+            tracing::warn!("could not remove the staging file {staging_name}: {e}");
+        }
+        let still_needed =
+            self.lock().ops.values().any(
+                |op| matches!(&op.kind, OpKind::Upload { cells_hash: h, .. } if h == cells_hash),
+            );
+        if let (Some(cache), false) = (&self.cache, still_needed) {
+            let key = ContentVersion {
+                kind: HashKind::CellsHash,
+                value: cells_hash.to_owned(),
+            }
+            .cache_key();
+            if let Err(e) = cache.mark_clean(&key) {
+                tracing::warn!("could not mark {key} clean in the cache: {e}");
+            }
+        }
+    }
+
+    pub fn enqueue_mkdir(&self, path: &RemotePath) -> Result<i64, SyncError> {
+        check_path(path)?;
+        let seq = insert_op(&mut self.lock(), OpKind::Mkdir { path: path.clone() })?;
+        self.notify();
+        Ok(seq)
+    }
+
+    /// Journals a delete. A pending save of the same path that never started is dropped
+    /// instead of uploaded: for a new file nothing reaches the server at all (`Ok(None)`).
+    pub fn enqueue_delete(
+        &self,
+        path: &RemotePath,
+        base: Option<ContentVersion>,
+    ) -> Result<Option<i64>, SyncError> {
+        check_path(path)?;
+        let mut inner = self.lock();
+        let mut base = base;
+        let mut dropped = None;
+        if let Some(seq) = latest_touching(&inner.ops, path)
+            && !inner.in_flight.contains(&seq)
+            && let Some(op) = inner.ops.get(&seq)
+            && op.started_target.is_none()
+            && let OpKind::Upload {
+                path: p,
+                base: upload_base,
+                staging,
+                cells_hash,
+                ..
+            } = &op.kind
+            && p == path
+        {
+            base = upload_base.clone();
+            dropped = Some((staging.clone(), cells_hash.clone()));
+            inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
+            inner.ops.remove(&seq);
+        }
+        let seq = if dropped.is_some() && base.is_none() {
+            None
+        } else {
+            Some(insert_op(
+                &mut inner,
+                OpKind::Delete {
+                    path: path.clone(),
+                    base,
+                },
+            )?)
+        };
+        drop(inner);
+        if let Some((name, hash)) = dropped {
+            self.forget_staged(&name, &hash);
+        }
+        self.notify();
+        Ok(seq)
+    }
+
+    pub fn enqueue_rename(&self, from: &RemotePath, to: &RemotePath) -> Result<i64, SyncError> {
+        check_path(from)?;
+        check_path(to)?;
+        if to.starts_with(from) {
+            return Err(SyncError::Invalid(format!(
+                "cannot move {from} into itself"
+            )));
+        }
+        let kind = OpKind::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        };
+        let seq = insert_op(&mut self.lock(), kind)?;
+        self.notify();
+        Ok(seq)
+    }
+
+    /// The server moved `old` to `new` (reported by the change feed): pending operations on
+    /// `old` or below it follow. Returns how many were rewritten.
+    pub fn retarget(&self, old: &RemotePath, new: &RemotePath) -> Result<usize, SyncError> {
+        check_path(old)?;
+        check_path(new)?;
+        let moved = |p: &RemotePath| -> Result<Option<RemotePath>, SyncError> {
+            if !p.starts_with(old) {
+                return Ok(None);
+            }
+            let rest = &p.as_str()[old.as_str().len()..];
+            RemotePath::parse(&format!("{}{rest}", new.as_str()))
+                .map(Some)
+                .map_err(|e| SyncError::Invalid(format!("retargeted path: {e}")))
+        };
+        let mut inner = self.lock();
+        let mut changed = Vec::new();
+        for op in inner.ops.values() {
+            let mut next = op.clone();
+            let mut touched = false;
+            match &mut next.kind {
+                OpKind::Upload { path, .. }
+                | OpKind::Mkdir { path }
+                | OpKind::Delete { path, .. } => {
+                    if let Some(n) = moved(path)? {
+                        *path = n;
+                        touched = true;
+                    }
+                }
+                OpKind::Rename { from, to } => {
+                    for p in [from, to] {
+                        if let Some(n) = moved(p)? {
+                            *p = n;
+                            touched = true;
+                        }
+                    }
+                }
+            }
+            if touched {
+                changed.push(next);
+            }
+        }
+        let tx = inner.conn.unchecked_transaction()?;
+        for op in &changed {
+            schema::update(&tx, op)?;
+        }
+        tx.commit()?;
+        let count = changed.len();
+        for op in changed {
+            inner.ops.insert(op.seq, op);
+        }
+        drop(inner);
+        self.notify();
+        Ok(count)
+    }
+
+    /// Every pending operation, in line order.
+    pub fn pending(&self) -> Vec<Op> {
+        self.lock().ops.values().cloned().collect()
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let conflicts = self
+            .conflicts()
+            .map(|c| c.iter().map(ConflictRecord::describe).collect())
+            .unwrap_or_else(|e| vec![format!("(conflicts unreadable: {e})")]);
+        let inner = self.lock();
+        let mut stats = QueueStats {
+            pending_ops: inner.ops.len() as u64,
+            in_flight: inner.in_flight.len() as u64,
+            conflicts,
+            ..QueueStats::default()
+        };
+        for op in inner.ops.values() {
+            if let OpKind::Upload { size, .. } = &op.kind {
+                stats.pending_uploads += 1;
+                stats.pending_bytes += size;
+            }
+            if op.state == OpState::Error {
+                let reason = op.last_error.clone().unwrap_or_default();
+                stats.errors.push((op.kind.main_path().to_string(), reason));
+            }
+        }
+        stats
+    }
+
+    pub fn conflicts(&self) -> Result<Vec<ConflictRecord>, SyncError> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT id, path, saved_as, at FROM conflicts ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, path, saved_as, at) = row?;
+            let parse =
+                |s: &str| RemotePath::parse(s).map_err(|e| SyncError::Corrupt(e.to_string()));
+            out.push(ConflictRecord {
+                id,
+                path: parse(&path)?,
+                saved_as: saved_as.as_deref().map(parse).transpose()?,
+                at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The user has seen (resolved) a conflict.
+    pub fn dismiss_conflict(&self, id: i64) -> Result<(), SyncError> {
+        self.lock()
+            .conn
+            .execute("DELETE FROM conflicts WHERE id=?1", [id])?;
+        Ok(())
+    }
+
+    pub(crate) fn record_conflict(
+        &self,
+        path: &RemotePath,
+        saved_as: Option<&RemotePath>,
+    ) -> Result<(), SyncError> {
+        self.lock().conn.execute(
+            "INSERT INTO conflicts(path, saved_as, at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![path.as_str(), saved_as.map(|s| s.as_str()), now_ms() / 1000],
+        )?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` ready operations for running; returns them and the time the next
+    /// backing-off one becomes ready.
+    pub(crate) fn claim_ready(&self, limit: usize) -> (Vec<Op>, Option<i64>) {
+        let mut inner = self.lock();
+        let scan = order::scan(inner.ops.values(), &inner.in_flight, now_ms(), limit);
+        let mut claimed = Vec::with_capacity(scan.ready.len());
+        for seq in scan.ready {
+            if let Some(op) = inner.ops.get(&seq).cloned() {
+                inner.in_flight.insert(seq);
+                claimed.push(op);
+            }
+        }
+        (claimed, scan.next_wake_ms)
+    }
+
+    /// A claimed operation did not finish (its task ended): it is pending again.
+    pub(crate) fn release(&self, seq: i64) {
+        self.lock().in_flight.remove(&seq);
+        self.notify();
+    }
+
+    /// Records durably where an upload is about to send bytes.
+    pub(crate) fn mark_started(&self, seq: i64, target: &RemotePath) -> Result<(), SyncError> {
+        let mut inner = self.lock();
+        let Some(mut op) = inner.ops.get(&seq).cloned() else {
+            return Ok(());
+        };
+        op.started_target = Some(target.clone());
+        schema::update(&inner.conn, &op)?;
+        inner.ops.insert(seq, op);
+        Ok(())
+    }
+
+    /// The operation reached the server: its row and staged copy go.
+    pub(crate) fn complete(&self, seq: i64) -> Result<(), SyncError> {
+        let mut inner = self.lock();
+        inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
+        inner.in_flight.remove(&seq);
+        let op = inner.ops.remove(&seq);
+        drop(inner);
+        if let Some(Op {
+            kind:
+                OpKind::Upload {
+                    staging,
+                    cells_hash,
+                    ..
+                },
+            ..
+        }) = op
+        {
+            self.forget_staged(&staging, &cells_hash);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// The operation failed; it is retried after `delay_ms`, in the error state if `error`.
+    /// Returns the updated op.
+    pub(crate) fn defer(
+        &self,
+        seq: i64,
+        delay_ms: i64,
+        reason: &str,
+        error: bool,
+    ) -> Result<Option<Op>, SyncError> {
+        let mut inner = self.lock();
+        inner.in_flight.remove(&seq);
+        let Some(mut op) = inner.ops.get(&seq).cloned() else {
+            return Ok(None);
+        };
+        op.attempts = op.attempts.saturating_add(1);
+        op.not_before_ms = now_ms() + delay_ms;
+        op.last_error = Some(reason.to_owned());
+        op.state = if error {
+            OpState::Error
+        } else {
+            OpState::Queued
+        };
+        let saved = schema::update(&inner.conn, &op);
+        inner.ops.insert(seq, op.clone());
+        drop(inner);
+        self.notify();
+        saved.map(|()| Some(op))
+    }
+
+    /// The server is back: operations waiting out an offline backoff may run now (those in
+    /// the error state keep their long backoff).
+    pub(crate) fn wake_queued(&self) {
+        let mut inner = self.lock();
+        for op in inner.ops.values_mut() {
+            if op.state == OpState::Queued {
+                op.not_before_ms = 0;
+            }
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// True when nothing is pending but operations in error and those behind them.
+    pub(crate) fn drained(&self) -> bool {
+        let inner = self.lock();
+        inner.in_flight.is_empty() && order::only_errors_left(inner.ops.values())
+    }
+}
+
+fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
+    let seq = schema::insert(&inner.conn, &kind)?;
+    inner.ops.insert(
+        seq,
+        Op {
+            seq,
+            kind,
+            state: OpState::Queued,
+            attempts: 0,
+            not_before_ms: 0,
+            last_error: None,
+            started_target: None,
+        },
+    );
+    Ok(seq)
+}
+
+/// The newest pending op touching `path` (same path, above or below it, either rename end).
+fn latest_touching(ops: &BTreeMap<i64, Op>, path: &RemotePath) -> Option<i64> {
+    ops.values()
+        .rev()
+        .find(|op| {
+            op.kind
+                .paths()
+                .iter()
+                .any(|p| p.starts_with(path) || path.starts_with(p))
+        })
+        .map(|op| op.seq)
+}
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;

@@ -1,0 +1,226 @@
+//! Journal unit tests on real SQLite files in temporary folders.
+
+use super::*;
+
+fn p(s: &str) -> RemotePath {
+    RemotePath::parse(s).unwrap()
+}
+
+fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, data).unwrap();
+    f
+}
+
+fn staged_files(state: &Path) -> usize {
+    std::fs::read_dir(state.join("staging")).unwrap().count()
+}
+
+#[test]
+fn pending_ops_survive_a_reopen_in_order() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(state.path(), None).unwrap();
+        j.enqueue_mkdir(&p("ws/d")).unwrap();
+        let up = j
+            .enqueue_upload(&p("ws/d/a.txt"), &file(src.path(), "a", b"hello"), None)
+            .unwrap();
+        assert_eq!(up.size, 5);
+        assert_eq!(up.cells_hash, crate::hash::cells_hash(b"hello"));
+        assert_eq!(up.cache_key, format!("c{}", up.cells_hash));
+        j.enqueue_rename(&p("ws/d/a.txt"), &p("ws/d/b.txt"))
+            .unwrap();
+        let base = ContentVersion {
+            kind: HashKind::PlainMd5,
+            value: "0".repeat(32),
+        };
+        j.enqueue_delete(&p("ws/old.txt"), Some(base)).unwrap();
+        // Dropped without any shutdown, like a crash.
+    }
+    let j = Journal::open(state.path(), None).unwrap();
+    let ops = j.pending();
+    let labels: Vec<_> = ops.iter().map(|o| o.kind.label()).collect();
+    assert_eq!(labels, vec!["mkdir", "upload", "rename", "delete"]);
+    let OpKind::Upload { staging, .. } = &ops[1].kind else {
+        panic!()
+    };
+    assert_eq!(std::fs::read(j.staging_path(staging)).unwrap(), b"hello");
+    let OpKind::Delete { base, .. } = &ops[3].kind else {
+        panic!()
+    };
+    assert_eq!(base.as_ref().unwrap().kind, HashKind::PlainMd5);
+    let stats = j.stats();
+    assert_eq!(
+        (
+            stats.pending_uploads,
+            stats.pending_bytes,
+            stats.pending_ops
+        ),
+        (1, 5, 4)
+    );
+}
+
+#[test]
+fn repeated_saves_coalesce_and_keep_their_place_in_line() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    let first = j
+        .enqueue_upload(&p("ws/a.txt"), &file(src.path(), "1", b"v1"), None)
+        .unwrap();
+    j.enqueue_upload(&p("ws/b.txt"), &file(src.path(), "2", b"other"), None)
+        .unwrap();
+    let again = j
+        .enqueue_upload(&p("ws/a.txt"), &file(src.path(), "3", b"v2!"), None)
+        .unwrap();
+    assert!(again.coalesced);
+    assert_eq!(again.seq, first.seq);
+    let ops = j.pending();
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[0].seq, first.seq);
+    let OpKind::Upload {
+        size, cells_hash, ..
+    } = &ops[0].kind
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (*size, cells_hash.as_str()),
+        (3, crate::hash::cells_hash(b"v2!").as_str())
+    );
+    // The replaced version's staged copy is gone.
+    assert_eq!(staged_files(state.path()), 2);
+}
+
+#[test]
+fn a_save_after_a_later_rename_is_not_merged_into_the_earlier_one() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    j.enqueue_upload(&p("ws/a.txt"), &file(src.path(), "1", b"v1"), None)
+        .unwrap();
+    j.enqueue_rename(&p("ws/a.txt"), &p("ws/b.txt")).unwrap();
+    let again = j
+        .enqueue_upload(&p("ws/a.txt"), &file(src.path(), "2", b"v2"), None)
+        .unwrap();
+    assert!(!again.coalesced);
+    assert_eq!(j.pending().len(), 3);
+}
+
+#[test]
+fn an_in_flight_save_is_not_replaced() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    j.enqueue_upload(&p("ws/a.txt"), &file(src.path(), "1", b"v1"), None)
+        .unwrap();
+    let (claimed, _) = j.claim_ready(10);
+    assert_eq!(claimed.len(), 1);
+    let again = j
+        .enqueue_upload(&p("ws/a.txt"), &file(src.path(), "2", b"v2"), None)
+        .unwrap();
+    assert!(!again.coalesced);
+    // The second waits for the first.
+    assert!(j.claim_ready(10).0.is_empty());
+    j.complete(claimed[0].seq).unwrap();
+    assert_eq!(j.claim_ready(10).0[0].seq, again.seq);
+}
+
+#[test]
+fn deleting_a_new_file_that_never_left_cancels_both() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    j.enqueue_upload(&p("ws/tmp.txt"), &file(src.path(), "1", b"x"), None)
+        .unwrap();
+    assert_eq!(j.enqueue_delete(&p("ws/tmp.txt"), None).unwrap(), None);
+    assert!(j.pending().is_empty());
+    assert_eq!(staged_files(state.path()), 0);
+}
+
+#[test]
+fn retarget_moves_pending_ops_below_the_old_path() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(state.path(), None).unwrap();
+        j.enqueue_upload(&p("ws/dir/a.txt"), &file(src.path(), "1", b"x"), None)
+            .unwrap();
+        j.enqueue_rename(&p("ws/dir/a.txt"), &p("ws/dir/b.txt"))
+            .unwrap();
+        j.enqueue_mkdir(&p("ws/dirt")).unwrap();
+        assert_eq!(j.retarget(&p("ws/dir"), &p("ws/moved/dir2")).unwrap(), 2);
+    }
+    let j = Journal::open(state.path(), None).unwrap();
+    let paths: Vec<Vec<String>> = j
+        .pending()
+        .iter()
+        .map(|o| o.kind.paths().iter().map(|p| p.to_string()).collect())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            vec!["ws/moved/dir2/a.txt".to_string()],
+            vec!["ws/moved/dir2/a.txt".into(), "ws/moved/dir2/b.txt".into()],
+            vec!["ws/dirt".into()],
+        ]
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    assert!(matches!(
+        j.enqueue_mkdir(&p("ws")),
+        Err(SyncError::Invalid(_))
+    ));
+    assert!(matches!(
+        j.enqueue_rename(&p("ws/a"), &p("ws/a/b")),
+        Err(SyncError::Invalid(_))
+    ));
+    let missing = state.path().join("nope");
+    assert!(j.enqueue_upload(&p("ws/a"), &missing, None).is_err());
+    assert!(j.enqueue_upload(&p("ws/a"), state.path(), None).is_err());
+    assert!(j.pending().is_empty());
+    assert_eq!(staged_files(state.path()), 0);
+}
+
+#[test]
+fn failures_are_persisted_and_orphan_staging_files_are_collected() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(state.path(), None).unwrap();
+        let up = j
+            .enqueue_upload(&p("ws/a"), &file(src.path(), "1", b"x"), None)
+            .unwrap();
+        j.claim_ready(1);
+        j.defer(up.seq, 1_000_000, "quota exceeded", true).unwrap();
+        j.record_conflict(
+            &p("ws/b.txt"),
+            Some(&p("ws/b (conflict h 2024-01-01 000000).txt")),
+        )
+        .unwrap();
+    }
+    let orphan = state
+        .path()
+        .join("staging")
+        .join(format!("{:032x}.data", 7));
+    std::fs::write(&orphan, b"left by a crash").unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    assert!(!orphan.exists());
+    let stats = j.stats();
+    assert_eq!(
+        stats.errors,
+        vec![("ws/a".to_string(), "quota exceeded".to_string())]
+    );
+    assert_eq!(stats.conflicts.len(), 1);
+    assert!(j.drained());
+    // Backing off: not claimable yet.
+    assert!(j.claim_ready(1).0.is_empty());
+    let id = j.conflicts().unwrap()[0].id;
+    j.dismiss_conflict(id).unwrap();
+    assert!(j.stats().conflicts.is_empty());
+}

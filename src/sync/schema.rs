@@ -1,0 +1,269 @@
+//! The journal's SQLite schema and the mapping between rows and [`Op`]s.
+
+use super::SyncError;
+use super::op::{Op, OpKind, OpState};
+use crate::client::{ContentVersion, HashKind};
+use crate::names::RemotePath;
+use rusqlite::{Connection, Row, params};
+
+const VERSION: i64 = 1;
+
+/// Opens the journal database: WAL, `synchronous=FULL` (a committed row survives power loss),
+/// schema created or checked.
+pub fn open(path: &std::path::Path) -> Result<Connection, SyncError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS ops(
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    path TEXT NOT NULL,
+                    dest TEXT,
+                    staging TEXT,
+                    size INTEGER NOT NULL DEFAULT 0,
+                    cells_hash TEXT,
+                    md5 TEXT,
+                    base_kind TEXT,
+                    base_value TEXT,
+                    state TEXT NOT NULL DEFAULT 'queued',
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    not_before INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT,
+                    started_target TEXT
+                );
+                CREATE TABLE IF NOT EXISTS conflicts(
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    path TEXT NOT NULL,
+                    saved_as TEXT,
+                    at INTEGER NOT NULL
+                );
+                PRAGMA user_version = 1;",
+            )?;
+        }
+        VERSION => {}
+        other => {
+            return Err(SyncError::Corrupt(format!(
+                "journal schema version {other} is newer than this program understands"
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+fn kind_str(kind: HashKind) -> &'static str {
+    match kind {
+        HashKind::CellsHash => "cells",
+        HashKind::PlainMd5 => "md5",
+        HashKind::OpaqueEtag => "etag",
+    }
+}
+
+fn version_parts(v: &Option<ContentVersion>) -> (Option<&'static str>, Option<&str>) {
+    match v {
+        Some(v) => (Some(kind_str(v.kind)), Some(v.value.as_str())),
+        None => (None, None),
+    }
+}
+
+fn parse_version(
+    kind: Option<String>,
+    value: Option<String>,
+) -> Result<Option<ContentVersion>, String> {
+    match (kind.as_deref(), value) {
+        (None, _) => Ok(None),
+        (Some(k), Some(value)) => {
+            let kind = match k {
+                "cells" => HashKind::CellsHash,
+                "md5" => HashKind::PlainMd5,
+                "etag" => HashKind::OpaqueEtag,
+                other => return Err(format!("unknown version kind {other:?}")),
+            };
+            Ok(Some(ContentVersion { kind, value }))
+        }
+        (Some(_), None) => Err("version kind without a value".into()),
+    }
+}
+
+fn path_of(raw: &str) -> Result<RemotePath, String> {
+    RemotePath::parse(raw).map_err(|e| format!("bad path {raw:?}: {e}"))
+}
+
+/// Inserts a new op row and returns its sequence number.
+pub fn insert(conn: &Connection, kind: &OpKind) -> Result<i64, SyncError> {
+    let (label, path, dest, staging, size, cells, md5, base) = match kind {
+        OpKind::Upload {
+            path,
+            staging,
+            size,
+            cells_hash,
+            md5,
+            base,
+        } => (
+            "upload",
+            path,
+            None,
+            Some(staging.as_str()),
+            *size,
+            Some(cells_hash.as_str()),
+            Some(md5.as_str()),
+            base,
+        ),
+        OpKind::Mkdir { path } => ("mkdir", path, None, None, 0, None, None, &None),
+        OpKind::Delete { path, base } => ("delete", path, None, None, 0, None, None, base),
+        OpKind::Rename { from, to } => (
+            "rename",
+            from,
+            Some(to.as_str()),
+            None,
+            0,
+            None,
+            None,
+            &None,
+        ),
+    };
+    let (bk, bv) = version_parts(base);
+    conn.execute(
+        "INSERT INTO ops(kind, path, dest, staging, size, cells_hash, md5, base_kind, base_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            label,
+            path.as_str(),
+            dest,
+            staging,
+            size as i64,
+            cells,
+            md5,
+            bk,
+            bv
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Rewrites every column of an existing op from `op` (used after coalescing, retargeting and
+/// state changes).
+pub fn update(conn: &Connection, op: &Op) -> Result<(), SyncError> {
+    let (path, dest, staging, size, cells, md5, base) = match &op.kind {
+        OpKind::Upload {
+            path,
+            staging,
+            size,
+            cells_hash,
+            md5,
+            base,
+        } => (
+            path,
+            None,
+            Some(staging.as_str()),
+            *size,
+            Some(cells_hash.as_str()),
+            Some(md5.as_str()),
+            base,
+        ),
+        OpKind::Mkdir { path } => (path, None, None, 0, None, None, &None),
+        OpKind::Delete { path, base } => (path, None, None, 0, None, None, base),
+        OpKind::Rename { from, to } => (from, Some(to.as_str()), None, 0, None, None, &None),
+    };
+    let (bk, bv) = version_parts(base);
+    let state = match op.state {
+        OpState::Queued => "queued",
+        OpState::Error => "error",
+    };
+    conn.execute(
+        "UPDATE ops SET path=?2, dest=?3, staging=?4, size=?5, cells_hash=?6, md5=?7,
+             base_kind=?8, base_value=?9, state=?10, attempts=?11, not_before=?12,
+             last_error=?13, started_target=?14
+         WHERE seq=?1",
+        params![
+            op.seq,
+            path.as_str(),
+            dest,
+            staging,
+            size as i64,
+            cells,
+            md5,
+            bk,
+            bv,
+            state,
+            op.attempts,
+            op.not_before_ms,
+            op.last_error,
+            op.started_target.as_ref().map(|t| t.as_str()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every pending op, in line order.
+pub fn load(conn: &Connection) -> Result<Vec<Op>, SyncError> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, kind, path, dest, staging, size, cells_hash, md5, base_kind, base_value,
+                state, attempts, not_before, last_error, started_target
+         FROM ops ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok(row_to_op(r)))?;
+    let mut ops = Vec::new();
+    for row in rows {
+        ops.push(row?.map_err(SyncError::Corrupt)?);
+    }
+    Ok(ops)
+}
+
+type RowResult = Result<Op, String>;
+
+fn row_to_op(r: &Row<'_>) -> RowResult {
+    let get = |e: rusqlite::Error| e.to_string();
+    let seq: i64 = r.get(0).map_err(get)?;
+    let kind: String = r.get(1).map_err(get)?;
+    let path = path_of(&r.get::<_, String>(2).map_err(get)?)?;
+    let dest: Option<String> = r.get(3).map_err(get)?;
+    let staging: Option<String> = r.get(4).map_err(get)?;
+    let size: i64 = r.get(5).map_err(get)?;
+    let base = parse_version(r.get(8).map_err(get)?, r.get(9).map_err(get)?)?;
+    let kind = match kind.as_str() {
+        "upload" => {
+            let staging = staging.filter(|s| super::staging::is_staging_name(s));
+            OpKind::Upload {
+                path,
+                staging: staging
+                    .ok_or_else(|| format!("upload {seq} has no valid staging file"))?,
+                size: u64::try_from(size).map_err(|_| format!("upload {seq}: bad size"))?,
+                cells_hash: r
+                    .get::<_, Option<String>>(6)
+                    .map_err(get)?
+                    .unwrap_or_default(),
+                md5: r
+                    .get::<_, Option<String>>(7)
+                    .map_err(get)?
+                    .unwrap_or_default(),
+                base,
+            }
+        }
+        "mkdir" => OpKind::Mkdir { path },
+        "delete" => OpKind::Delete { path, base },
+        "rename" => OpKind::Rename {
+            from: path,
+            to: path_of(&dest.ok_or_else(|| format!("rename {seq} has no target"))?)?,
+        },
+        other => return Err(format!("unknown operation kind {other:?}")),
+    };
+    let state = match r.get::<_, String>(10).map_err(get)?.as_str() {
+        "error" => OpState::Error,
+        _ => OpState::Queued,
+    };
+    let started: Option<String> = r.get(14).map_err(get)?;
+    Ok(Op {
+        seq,
+        kind,
+        state,
+        attempts: r.get(11).map_err(get)?,
+        not_before_ms: r.get(12).map_err(get)?,
+        last_error: r.get(13).map_err(get)?,
+        started_target: started.as_deref().map(path_of).transpose()?,
+    })
+}

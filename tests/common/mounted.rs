@@ -1,0 +1,230 @@
+//! A test environment around the real `cells-mount` binary: a seeded `cells-testserver` in a
+//! runtime of its own, and `cells-mount --foreground` as a child process, killed and lazily
+//! unmounted on drop so a failed test never leaves a mount behind.
+
+use super::{is_mountpoint, wait_for};
+use cells_mount::client::{CellsClient, ClientConfig, Secret};
+use cells_testserver::{ServerConfig, TestServer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const TOKEN: &str = "alice-token";
+pub const WORKSPACE: &str = "personal-files";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+    server: Option<TestServer>,
+    mount: Option<MountProcess>,
+    /// Extra options for every mount of this environment (e.g. a small --cache-size).
+    pub mount_args: Vec<String>,
+}
+
+impl Env {
+    /// A server whose alice/personal-files folder was filled by `seed` before it started.
+    pub fn new(seed: impl FnOnce(&Path)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let personal = dir.path().join("data").join(WORKSPACE).join("alice");
+        std::fs::create_dir_all(&personal).expect("mkdir data");
+        seed(&personal);
+        for d in ["mnt", "cache", "state"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let mut env = Self {
+            dir,
+            rt,
+            server: None,
+            mount: None,
+            mount_args: Vec::new(),
+        };
+        env.start_server();
+        env
+    }
+
+    /// Where seeded files live on the server's disk.
+    pub fn personal_dir(&self) -> PathBuf {
+        self.dir.path().join("data").join(WORKSPACE).join("alice")
+    }
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn server(&self) -> &TestServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn start_server(&mut self) {
+        let cfg = ServerConfig::new(self.dir.path().join("data"));
+        self.server = Some(
+            self.rt
+                .block_on(TestServer::start(cfg))
+                .expect("start test server"),
+        );
+    }
+
+    pub fn stop_server(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.stop());
+        }
+    }
+
+    /// A Cells client as alice, to change things "on the server" behind the mount's back.
+    pub fn client(&self) -> CellsClient {
+        let cfg =
+            ClientConfig::new(&self.server().url(), Secret::new(TOKEN)).expect("client config");
+        CellsClient::new(cfg).expect("client")
+    }
+
+    /// Starts `cells-mount --foreground` and waits until the mount is live.
+    pub fn mount(&mut self) {
+        let url = self
+            .server
+            .as_ref()
+            .map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.url());
+        let m = MountProcess::start(
+            &url,
+            &self.mnt(),
+            &self.cache_dir(),
+            &self.state_dir(),
+            &self.mount_args,
+        );
+        self.mount = Some(m);
+    }
+
+    /// Stops the mount process cleanly (SIGTERM) and waits until the folder is unmounted.
+    pub fn unmount(&mut self) {
+        if let Some(mut m) = self.mount.take() {
+            m.terminate();
+        }
+    }
+
+    /// Kills the mount process with SIGKILL, leaving a stale mount behind.
+    pub fn kill_mount(&mut self) {
+        if let Some(mut m) = self.mount.take() {
+            m.kill_only();
+        }
+    }
+
+    pub fn mount_log(&self) -> String {
+        self.mount
+            .as_ref()
+            .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.mount.take();
+        // A stale mount left by a test that failed midway would make the tempdir undeletable.
+        lazy_unmount(&self.mnt());
+        self.stop_server();
+    }
+}
+
+fn lazy_unmount(mountpoint: &Path) {
+    let _ = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(mountpoint)
+        .stderr(Stdio::null())
+        .status();
+}
+
+pub struct MountProcess {
+    child: Child,
+    mountpoint: PathBuf,
+    pub log: PathBuf,
+    live: bool,
+    unmount_on_drop: bool,
+}
+
+impl MountProcess {
+    pub fn start(url: &str, mnt: &Path, cache: &Path, state: &Path, extra: &[String]) -> Self {
+        let log = mnt.with_extension(format!("log-{}", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cells-mount"))
+            .arg("mount")
+            .arg(mnt)
+            .args(["--foreground", "--server", url, "--workspace", WORKSPACE])
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .env("CELLS_TOKEN", TOKEN)
+            .env("CELLS_MOUNT_LOG", "cells_mount=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn cells-mount");
+        let mut m = Self {
+            child,
+            mountpoint: mnt.to_owned(),
+            log,
+            live: true,
+            unmount_on_drop: true,
+        };
+        wait_for("the mount to be live", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = m.child.try_wait() {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                panic!("cells-mount exited ({status}) before mounting:\n{log}");
+            }
+            // A stale mount from a killed process is a mount point too, but cannot be listed.
+            (is_mountpoint(&m.mountpoint) && std::fs::read_dir(&m.mountpoint).is_ok()).then_some(())
+        });
+        m
+    }
+
+    fn terminate(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_for(
+            "cells-mount to exit after SIGTERM",
+            Duration::from_secs(20),
+            || self.child.try_wait().ok().flatten(),
+        );
+        assert!(
+            status.success(),
+            "cells-mount exited with {status} after SIGTERM"
+        );
+        assert!(
+            !is_mountpoint(&self.mountpoint),
+            "still mounted after a clean exit"
+        );
+        self.live = false;
+    }
+
+    /// SIGKILL, and leave the (now stale) mount for the next mount to repair.
+    fn kill_only(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.live = false;
+        self.unmount_on_drop = false;
+    }
+}
+
+impl Drop for MountProcess {
+    fn drop(&mut self) {
+        if self.live {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if self.unmount_on_drop {
+            lazy_unmount(&self.mountpoint);
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
