@@ -3,3 +3,13 @@
 
 #[cfg(unix)]
 pub mod fuse;
+
+/// Server names ↔ Windows names (pure; compiled and tested everywhere, used by `winfsp`).
+pub mod winnames;
+
+/// The WinFsp adapter (Windows).
+#[cfg(windows)]
+pub mod winfsp;
+
+/// macOS specifics of the FUSE adapter (macFUSE mount options).
+pub mod macos;

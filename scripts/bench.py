@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_mounts import (  # noqa: E402
     BindfsMount, CellsMount, RcloneMount, drop_caches, is_mounted, median_of, peak_rss_mb,
@@ -39,7 +40,7 @@ def prepare(work):
     root = os.path.join(work, "data", "personal-files", "alice")
     marker = os.path.join(work, "data-sizes")
     wanted = f"{file_mib} {entries} {huge}\n"
-    if os.path.exists(marker) and open(marker, encoding="ascii").read() == wanted:
+    if os.path.exists(marker) and read_text(marker) == wanted:
         print(f"bench: reusing the data set in {root}")
         return
     subprocess.run(["rm", "-rf", os.path.join(work, "data")], check=True)
@@ -59,12 +60,17 @@ def prepare(work):
     print(f"bench: wrote {file_mib} MiB + {entries} + {huge} files in {time.perf_counter() - started:.1f} s")
 
 
+def read_text(path):
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
+
+
 def attempt(results, key, measure):
     """Stores `measure()`'s value under `key`, or the reason it failed."""
     try:
         results[key] = measure()
     except Exception as e:  # noqa: BLE001 - a failed row is reported, the others still run
-        results[key] = f"n/a ({e})"
+        results[key] = str(e)
 
 
 def ensure_up(mount):
@@ -95,7 +101,7 @@ def measure_baselines(cfg, work, results):
         attempt(results, "bindfs_ls_cold", lambda: median_of(repeats, cold_listing))
     except Exception as e:  # noqa: BLE001
         for key in ("bindfs_read", "bindfs_ls_warm", "bindfs_ls_cold"):
-            results.setdefault(key, f"n/a ({e})")
+            results.setdefault(key, str(e))
     finally:
         bindfs.stop()
 
@@ -126,7 +132,7 @@ def measure_client(cfg, mount, prefix, results):
         mount.start()
     except Exception as e:  # noqa: BLE001 - every row of this client says why
         for key in keys:
-            results[f"{prefix}_{key}"] = f"n/a ({e})"
+            results[f"{prefix}_{key}"] = str(e)
         mount.stop()
         return
 
@@ -226,7 +232,7 @@ def run(work):
         unavailable = os.environ.get("BENCH_CELLS_UNAVAILABLE")
         if unavailable:
             for key in ("read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss"):
-                results[f"cells_{key}"] = f"n/a ({unavailable})"
+                results[f"cells_{key}"] = unavailable
         else:
             cells = CellsMount(os.environ["BENCH_CELLS_BIN"], cfg["server"], cfg["token"],
                                os.path.join(work, "mnt", "cells"), os.path.join(work, "cells-cache"),

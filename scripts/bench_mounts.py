@@ -153,12 +153,11 @@ class Mount:
         """Waits for `proc` (which stays in the foreground) to have the mount up."""
         live = wait_until(lambda: is_mounted(self.mountpoint) or proc.poll() is not None, 120)
         if proc.poll() is not None or not live:
-            err = ""
-            if proc.poll() is not None:
-                err = last_line(proc.stderr.read().decode(errors="replace")) if proc.stderr else ""
-            else:
+            if proc.poll() is None:
                 proc.terminate()
-            raise RuntimeError(f"{self.label} did not mount: {err or 'timed out'}")
+                proc.wait(timeout=30)
+                raise RuntimeError(f"{self.label} did not mount in time")
+            raise RuntimeError(f"{self.label} exited with status {proc.returncode} before mounting")
         return time.perf_counter() - started
 
 
@@ -206,13 +205,20 @@ class RcloneMount(Mount):
         os.makedirs(self.cache_dir, exist_ok=True)
         cmd = ["rclone", "--config", "/dev/null", "mount", "cells:io/personal-files", self.mountpoint,
                "--vfs-cache-mode", "full", "--cache-dir", self.cache_dir]
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody drains would stall rclone once full.
+        log_path = self.cache_dir.rstrip("/") + ".log"
+        with open(log_path, "ab") as log:
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=log)
         self.pid = proc.pid
         self.proc = proc
         self._register()
-        return self._wait_live(proc, started)
+        try:
+            return self._wait_live(proc, started)
+        except RuntimeError as e:
+            with open(log_path, encoding="utf-8", errors="replace") as log:
+                raise RuntimeError(f"{e}: {last_line(log.read())}") from None
 
     def wipe(self, state_too):
         """Empties rclone's VFS cache while unmounted (rclone keeps no listings on disk, so
@@ -223,7 +229,6 @@ class RcloneMount(Mount):
     def stop(self):
         super().stop()
         if getattr(self, "proc", None) is not None:
-            self.proc.stderr.close()
             self.proc.wait(timeout=30)
             self.proc = None
 

@@ -35,7 +35,9 @@ class Row:
             return "(info)"
         if self.base is not None:
             return f"{self.op} {self.target:g}x"
-        return f"{self.op} {self.fmt(self.target)}"
+        if self.kind == "time":
+            return f"{self.op} {self.target * 1000:g} ms"
+        return f"{self.op} {self.target:g} MB"
 
     def ahead(self):
         """Is cells-mount's figure better than rclone's?"""

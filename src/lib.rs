@@ -5,6 +5,8 @@
 //! adapters that translate kernel requests onto it.
 
 pub mod client;
+#[cfg(unix)]
+pub mod control;
 pub mod fs;
 pub mod hash;
 pub mod meta;

@@ -125,13 +125,11 @@ async fn a_crash_mid_upload_ends_with_one_upload_and_no_leftover() {
             .enqueue_upload(&path, &local_file(src.path(), "big", &data), None)
             .unwrap();
         let uploader = start_uploader(&env.client, &journal, &Arc::new(Recorder::default()));
-        let uploads = env.client.clone();
         wait_for(
             Duration::from_secs(30),
             "a multipart upload in progress",
             || {
                 let dir = multipart_dir.clone();
-                let _ = &uploads;
                 async move { (std::fs::read_dir(&dir).ok()?.count() > 0).then_some(()) }
             },
         )
@@ -177,4 +175,36 @@ async fn a_restart_after_the_upload_but_before_its_record_does_not_upload_again(
     assert!(stats.conflicts.is_empty(), "{:?}", stats.conflicts);
     assert_eq!(names_in(&env.personal_dir()), vec!["once.txt"]);
     assert_eq!(hooks.events(), vec!["uploaded personal-files/once.txt"]);
+}
+
+#[tokio::test]
+async fn with_a_cache_the_new_version_is_dirty_until_uploaded() {
+    let env = start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let cache = Arc::new(
+        cells_cache::Cache::open(cells_cache::CacheConfig::new(cache_dir.path(), 1 << 30)).unwrap(),
+    );
+    let journal =
+        Arc::new(cells_mount::sync::Journal::open(state.path(), Some(cache.clone())).unwrap());
+    let data = pattern(300_000);
+    let f = local_file(src.path(), "f", &data);
+    let queued = journal
+        .enqueue_upload(&p("personal-files/cached.bin"), &f, None)
+        .unwrap();
+    assert!(queued.cached);
+    assert!(!f.exists(), "the version was moved into the cache");
+    assert_eq!(cache.usage().dirty_bytes, data.len() as u64);
+    assert_eq!(
+        cache.read(&queued.cache_key, 0, 10).unwrap().unwrap(),
+        &data[..10]
+    );
+    let uploader = start_uploader(&env.client, &journal, &Arc::new(Recorder::default()));
+    drain(&uploader).await;
+    assert_eq!(cache.usage().dirty_bytes, 0, "clean once on the server");
+    assert_eq!(
+        std::fs::read(env.personal_dir().join("cached.bin")).unwrap(),
+        data
+    );
 }

@@ -202,6 +202,15 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
                 Ok(o) => o,
                 Err(e) => return g.fail(&e),
             };
+            if flags.0 & libc::O_ACCMODE != 0 {
+                // Writes must reach the core, never a passthrough backing file.
+                if !io_modes.open_local(ino.0) {
+                    fs.release(ino.0, opened.fh).await;
+                    return g.fail_errno(Errno::ETXTBSY);
+                }
+                let flags = fopen_flags(&opened);
+                return g.send(|r| r.opened(FileHandle(opened.fh), flags));
+            }
             let flags = fopen_flags(&opened);
             let local = opened.passthrough.filter(|_| passthrough);
             g.send(|reply| {
@@ -309,47 +318,266 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         });
     }
 
-    // The write path is not in the core's trait yet: mutations get a clear "read-only file
-    // system" instead of fuser's default ENOSYS ("function not implemented").
-    fn mkdir(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mknod(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, _: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
-    }
-
+    // The write path: see `write_ops`.
     fn create(
         &self,
-        _: &Request,
-        _: INodeNo,
-        _: &OsStr,
-        _: u32,
-        _: u32,
-        _: i32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(Errno::EROFS);
+        let (caller, name, io_modes) = (caller(req), name.to_owned(), self.io_modes.clone());
+        self.spawn("create", reply, move |fs, g| async move {
+            match fs.create(parent.0, &name, mode, flags, caller).await {
+                // A new inode is never in passthrough, so this always registers.
+                Ok((entry, opened)) => g.send(|r| {
+                    io_modes.open_local(entry.attr.ino);
+                    r.created(
+                        &entry.ttl,
+                        &file_attr(&entry.attr),
+                        Generation(0),
+                        FileHandle(opened.fh),
+                        fopen_flags(&opened),
+                    )
+                }),
+                Err(e) => g.fail(&e),
+            }
+        });
     }
 
-    fn unlink(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (caller, name) = (caller(req), name.to_owned());
+        self.spawn("mknod", reply, move |fs, g| async move {
+            match fs.mknod(parent.0, &name, mode, caller).await {
+                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
+                Err(e) => g.fail(&e),
+            }
+        });
     }
 
-    fn rmdir(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (caller, name) = (caller(req), name.to_owned());
+        self.spawn("mkdir", reply, move |fs, g| async move {
+            match fs.mkdir(parent.0, &name, mode, caller).await {
+                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_owned();
+        self.spawn("unlink", reply, move |fs, g| async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_owned();
+        self.spawn("rmdir", reply, move |fs, g| async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
     }
 
     fn rename(
         &self,
-        _: &Request,
-        _: INodeNo,
-        _: &OsStr,
-        _: INodeNo,
-        _: &OsStr,
-        _: fuser::RenameFlags,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        let (name, new_name) = (name.to_owned(), new_name.to_owned());
+        let flags = rename_flags(flags);
+        self.spawn("rename", reply, move |fs, g| async move {
+            match fs
+                .rename(parent.0, &name, new_parent.0, &new_name, flags)
+                .await
+            {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.spawn("write", reply, move |fs, g| async move {
+            match fs.write(ino.0, fh.0, offset, &data).await {
+                Ok(n) => g.send(|r| r.written(n)),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("flush", reply, move |fs, g| async move {
+            match fs.flush(ino.0, fh.0).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("fsync", reply, move |fs, g| async move {
+            match fs.fsync(ino.0, fh.0).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let attr = crate::fs::SetAttr {
+            size,
+            mtime: mtime.map(time_of),
+            atime: atime.map(time_of),
+            mode,
+            uid,
+            gid,
+            fh: fh.map(|f| f.0),
+        };
+        self.spawn("setattr", reply, move |fs, g| async move {
+            match fs.setattr(ino.0, attr).await {
+                Ok(e) => g.send(|r| r.attr(&e.ttl, &file_attr(&e.attr))),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.spawn("setxattr", reply, move |fs, g| async move {
+            match fs.setxattr(ino.0, &name, &value).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_owned();
+        self.spawn("removexattr", reply, move |fs, g| async move {
+            match fs.removexattr(ino.0, &name).await {
+                Ok(()) => g.send(|r| r.ok()),
+                Err(e) => g.fail(&e),
+            }
+        });
+    }
+
+    /// Cells has no links: ENOTSUP ("Operation not supported"), which `ln` reports as is.
+    fn symlink(&self, _: &Request, _: INodeNo, _: &OsStr, _: &std::path::Path, reply: ReplyEntry) {
+        reply.error(Errno::from_i32(super::errno::errno(
+            &crate::fs::FsError::Unsupported,
+        )));
+    }
+
+    /// Hard links: ENOTSUP, as for symlinks.
+    fn link(&self, _: &Request, _: INodeNo, _: INodeNo, _: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::from_i32(super::errno::errno(
+            &crate::fs::FsError::Unsupported,
+        )));
+    }
+}
+
+fn time_of(t: fuser::TimeOrNow) -> std::time::SystemTime {
+    match t {
+        fuser::TimeOrNow::SpecificTime(t) => t,
+        fuser::TimeOrNow::Now => std::time::SystemTime::now(),
+    }
+}
+
+fn rename_flags(flags: fuser::RenameFlags) -> crate::fs::RenameFlags {
+    #[cfg(target_os = "linux")]
+    {
+        crate::fs::RenameFlags {
+            no_replace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = flags;
+        crate::fs::RenameFlags::default()
     }
 }

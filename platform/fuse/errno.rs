@@ -26,6 +26,7 @@ pub fn errno(err: &FsError) -> i32 {
         FsError::Exists => libc::EEXIST,
         FsError::Denied(_) => libc::EACCES,
         FsError::ReadOnly => libc::EROFS,
+        FsError::NotPermitted(_) => libc::EPERM,
         FsError::InvalidName(_) => libc::EINVAL,
         FsError::NameTooLong => libc::ENAMETOOLONG,
         FsError::Invalid(_) => libc::EINVAL,

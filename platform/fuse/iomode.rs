@@ -42,6 +42,19 @@ impl IoModes {
         send(reply, io.backing.as_ref())
     }
 
+    /// Registers a handle the core serves from local state (created, or open for writing).
+    /// Returns false, registering nothing, while the inode is open in passthrough: the
+    /// kernel would send this handle's writes straight into the cached version.
+    pub fn open_local(&self, ino: Ino) -> bool {
+        let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        let io = inodes.entry(ino).or_default();
+        if io.backing.is_some() {
+            return false;
+        }
+        io.open_handles += 1;
+        true
+    }
+
     /// Forgets one handle of `ino`; the last one closes the backing id.
     pub fn release(&self, ino: Ino) {
         let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());

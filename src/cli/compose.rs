@@ -4,9 +4,11 @@
 use super::args::MountPlan;
 use cells_cache::{Cache, CacheConfig};
 use cells_mount::client::{CellsClient, ClientConfig, ClientError};
+use cells_mount::control::MountView;
 use cells_mount::fs::{CellsFs, FsConfig};
 use cells_mount::meta::MetaStore;
 use cells_mount::platform::fuse::FuseInvalidator;
+use cells_mount::sync::{Journal, Uploader, UploaderConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -17,11 +19,40 @@ const STARTUP_PROBE: Duration = Duration::from_secs(10);
 pub struct Core {
     fs: Arc<CellsFs<CellsClient>>,
     feed: JoinHandle<()>,
+    /// Uploads the journal; stopping it leaves pending rows in the journal (durable).
+    uploader: Arc<Uploader>,
+    /// Tells the uploader when the server is reachable again.
+    online: JoinHandle<()>,
+    /// Read by the control socket (`status`, `unmount` draining the queue).
+    cache: Arc<Cache>,
+    journal: Arc<Journal>,
 }
 
 impl Core {
     pub fn fs(&self) -> Arc<CellsFs<CellsClient>> {
         self.fs.clone()
+    }
+
+    /// What the control socket answers from: handles on this core, the cache and journal.
+    pub fn control_view(
+        &self,
+        plan: &MountPlan,
+        canonical_mountpoint: std::path::PathBuf,
+    ) -> Result<MountView, String> {
+        let root = CellsFs::<CellsClient>::root_path_for(&FsConfig {
+            workspace: plan.workspace.clone(),
+            ..FsConfig::default()
+        })
+        .map_err(|e| format!("--workspace: {e}"))?;
+        Ok(MountView {
+            server: plan.server.clone(),
+            workspace: plan.workspace.clone(),
+            mountpoint: canonical_mountpoint,
+            root,
+            connectivity: self.fs.clone(),
+            cache: self.cache.clone(),
+            journal: Some(self.journal.clone()),
+        })
     }
 
     /// Connects the core to the mounted session's kernel cache invalidation.
@@ -32,7 +63,14 @@ impl Core {
     /// Stops background work (the change feed; its websocket closes with the receiver).
     pub fn shutdown(self, rt: &tokio::runtime::Runtime) {
         self.feed.abort();
+        self.online.abort();
         let _ = rt.block_on(self.feed);
+        let _ = rt.block_on(self.online);
+        // Every acknowledged change is already committed in the journal; in-flight uploads
+        // simply resume at the next start.
+        if let Ok(uploader) = Arc::try_unwrap(self.uploader) {
+            rt.block_on(uploader.shutdown());
+        }
     }
 }
 
@@ -85,10 +123,50 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         .map_err(|e| format!("opening the cache: {e}"))?
         .map_err(|e| format!("cache in {}: {e}", plan.cache_dir.display()))?;
 
-    let fs = CellsFs::new(fs_cfg, Arc::new(client.clone()), Arc::new(cache), meta)
+    let cache = Arc::new(cache);
+    let control_cache = cache.clone();
+    let fs = CellsFs::new(fs_cfg, Arc::new(client.clone()), cache.clone(), meta)
         .map_err(|e| format!("cannot start the file system: {e}"))?;
+    let state_dir = plan.state_dir.clone();
+    let journal = tokio::task::spawn_blocking(move || Journal::open(&state_dir, Some(cache)))
+        .await
+        .map_err(|e| format!("opening the upload journal: {e}"))?
+        .map_err(|e| format!("upload journal in {}: {e}", plan.state_dir.display()))?;
+    let journal = Arc::new(journal);
+    fs.enable_writes(journal.clone(), &plan.state_dir)
+        .map_err(|e| format!("cannot enable writes: {e}"))?;
+    let control_journal = journal.clone();
+    let uploader = Arc::new(Uploader::spawn(
+        journal,
+        Arc::new(client.clone()),
+        fs.sync_hooks(),
+        UploaderConfig {
+            interrupted: Some(Arc::new(client.clone())),
+            ..UploaderConfig::default()
+        },
+    ));
+    let online = {
+        let (fs, uploader) = (Arc::downgrade(&fs), Arc::downgrade(&uploader));
+        tokio::spawn(async move {
+            loop {
+                let Some(core) = fs.upgrade() else { return };
+                core.back_online().await;
+                match uploader.upgrade() {
+                    Some(u) => u.online(),
+                    None => return,
+                }
+            }
+        })
+    };
     let feed = fs.spawn_feed(client.subscribe());
-    Ok(Core { fs, feed })
+    Ok(Core {
+        fs,
+        feed,
+        uploader,
+        online,
+        cache: control_cache,
+        journal: control_journal,
+    })
 }
 
 /// Whether the server answered the start-up probe.

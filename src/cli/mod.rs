@@ -1,5 +1,5 @@
-//! The command line: `mount` (also the shorthand `cells-mount MOUNTPOINT`), `unmount` and
-//! `hash`. Parsing and dispatch only; each command lives in its own module.
+//! The command line: `mount` (also the shorthand `cells-mount MOUNTPOINT`), `unmount`,
+//! `status` and `hash`. Parsing and dispatch only; each command lives in its own module.
 
 mod args;
 mod compose;
@@ -7,6 +7,8 @@ mod daemon;
 mod mount;
 mod mountpoint;
 mod size;
+mod status;
+mod unmount;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -28,8 +30,10 @@ struct Cli {
 enum Command {
     /// Mount a workspace (shorthand: `cells-mount MOUNTPOINT ...`).
     Mount(args::MountArgs),
-    /// Unmount a cells-mount folder.
-    Unmount { mountpoint: PathBuf },
+    /// Unmount a cells-mount folder once pending uploads are done (--force: at once).
+    Unmount(unmount::UnmountArgs),
+    /// Show a mount's state (connection, upload queue, conflicts, cache), or a path's.
+    Status(status::StatusArgs),
     /// Print the Cells content hash of files, like md5sum (`HASH  FILE`).
     Hash {
         #[arg(required = true)]
@@ -37,7 +41,7 @@ enum Command {
     },
 }
 
-const SUBCOMMANDS: &[&str] = &["mount", "unmount", "hash", "help"];
+const SUBCOMMANDS: &[&str] = &["mount", "unmount", "status", "hash", "help"];
 
 /// `cells-mount DIR [options]` means `cells-mount mount DIR [options]`: a first argument that
 /// is neither an option nor a subcommand name is a mountpoint.
@@ -51,14 +55,29 @@ fn expand_shorthand(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
+/// Targets whose verbose logs would contain secrets: the SigV4 signer logs its credentials
+/// (the access key is the user's token) and the canonical request at TRACE level. They are
+/// capped whatever `RUST_LOG` says.
+const SECRET_BEARING_TARGETS: &[&str] = &[
+    "aws_sigv4",
+    "aws_smithy_runtime_api",
+    "aws_credential_types",
+];
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "cells_mount=info",
         1 => "cells_mount=debug",
         _ => "cells_mount=trace,fuser=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CELLS_MOUNT_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CELLS_MOUNT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    for target in SECRET_BEARING_TARGETS {
+        if let Ok(directive) = format!("{target}=warn").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -78,13 +97,8 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Unmount { mountpoint } => match mountpoint::unmount(&mountpoint) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("cells-mount: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Unmount(args) => unmount::run(args),
+        Command::Status(args) => status::run(args),
         Command::Hash { files } => hash(files),
     }
 }

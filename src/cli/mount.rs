@@ -6,9 +6,12 @@ use super::args::MountPlan;
 use super::compose::build_core;
 use super::daemon::{self, Readiness};
 use super::mountpoint;
+use cells_mount::control::socket::canonical_mountpoint;
+use cells_mount::control::{ControlServer, UnmountRequest};
 use cells_mount::platform::fuse::{FuseMount, MountOptions};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub fn run(plan: MountPlan) -> ExitCode {
     match prepare(&plan) {
@@ -77,6 +80,8 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let core = rt.block_on(build_core(plan))?;
+    // Resolved while the mountpoint is still a plain directory: the control socket's name.
+    let canonical = canonical_mountpoint(&plan.mountpoint)?;
     let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel::<String>();
     let on_end = move |result: &std::io::Result<()>| {
         let why = match result {
@@ -104,6 +109,8 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
         plan.workspace.as_deref().unwrap_or("all workspaces"),
         plan.mountpoint.display()
     );
+    let (unmount_tx, mut unmount_rx) = tokio::sync::mpsc::channel::<UnmountRequest>(1);
+    let control = start_control(&rt, &core, plan, canonical, unmount_tx);
     readiness.ready();
     let outcome = rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -117,6 +124,10 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
             _ = int.recv() => Ok("SIGINT".to_string()),
             _ = term.recv() => Ok("SIGTERM".to_string()),
             why = &mut ended_rx => Ok(why.unwrap_or_else(|_| "session ended".into())),
+            Some(req) = unmount_rx.recv() => Ok(format!(
+                "unmount requested{}",
+                if req.force { " (--force)" } else { "" }
+            )),
         }
     });
     let why = outcome.unwrap_or_else(|e| e);
@@ -125,6 +136,10 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
     let unmounted = mount.unmount();
     core.shutdown(&rt);
     tracing::info!(?counts, "request errors during this mount");
+    if let Some(control) = control {
+        let outcome = unmounted.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        rt.block_on(control.finish(outcome));
+    }
     match unmounted {
         Ok(()) => Ok(()),
         // Unmounted from outside (fusermount -u): nothing left to undo.
@@ -133,5 +148,29 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!("unmounting {}: {e}", plan.mountpoint.display())),
+    }
+}
+
+/// Starts the control socket (`status`, `unmount`). A mount without one still works, so a
+/// failure is logged, not fatal.
+fn start_control(
+    rt: &tokio::runtime::Runtime,
+    core: &super::compose::Core,
+    plan: &MountPlan,
+    canonical: std::path::PathBuf,
+    unmount: tokio::sync::mpsc::Sender<UnmountRequest>,
+) -> Option<ControlServer> {
+    let started = core
+        .control_view(plan, canonical)
+        .and_then(|view| rt.block_on(async { ControlServer::start(Arc::new(view), unmount) }));
+    match started {
+        Ok(server) => {
+            tracing::debug!("control socket {}", server.socket_path().display());
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("no control socket (status and unmount will not reach this mount): {e}");
+            None
+        }
     }
 }

@@ -94,6 +94,9 @@ pub enum FsError {
     Denied(String),
     #[error("read-only")]
     ReadOnly,
+    /// Something no user may do here (change a file's owner, set a `user.cells.*` attribute).
+    #[error("operation not permitted: {0}")]
+    NotPermitted(String),
     #[error("invalid name: {0}")]
     InvalidName(String),
     #[error("name too long")]
@@ -136,8 +139,7 @@ pub struct Caller {
     pub pid: u32,
 }
 
-/// The operations of the read path. Write operations are added to this trait by the write
-/// path. Implemented by the core; adapters only call it.
+/// The operations of the file system. Implemented by the core; adapters only call it.
 #[async_trait]
 pub trait FileSystem: Send + Sync + 'static {
     async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry>;
@@ -158,6 +160,103 @@ pub trait FileSystem: Send + Sync + 'static {
     /// and a too-small buffer with `FsError::Range(len)` (ERANGE), as FUSE expects.
     async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>>;
     async fn listxattr(&self, ino: Ino) -> FsResult<Vec<String>>;
+
+    // The write path: file creation and content, folders, deletes and moves, applied locally
+    // at once and journaled for upload. The defaults answer `ReadOnly`, for file systems
+    // without a journal (read-only mounts, test doubles).
+
+    /// Creates and opens a regular file (`flags` as open(2); O_EXCL honoured).
+    async fn create(
+        &self,
+        _parent: Ino,
+        _name: &OsStr,
+        _mode: u32,
+        _flags: i32,
+        _caller: Caller,
+    ) -> FsResult<(Entry, OpenReply)> {
+        Err(FsError::ReadOnly)
+    }
+    /// Regular files only (`mode` & S_IFMT = S_IFREG or 0); anything else is `Unsupported`.
+    async fn mknod(
+        &self,
+        _parent: Ino,
+        _name: &OsStr,
+        _mode: u32,
+        _caller: Caller,
+    ) -> FsResult<Entry> {
+        Err(FsError::ReadOnly)
+    }
+    /// Writes at `offset`; returns the bytes written.
+    async fn write(&self, _ino: Ino, _fh: Fh, _offset: u64, _data: &[u8]) -> FsResult<u32> {
+        Err(FsError::ReadOnly)
+    }
+    /// Size, times and mode; uid/gid changes are `Denied` (EPERM at the adapter).
+    async fn setattr(&self, _ino: Ino, _attr: SetAttr) -> FsResult<Entry> {
+        Err(FsError::ReadOnly)
+    }
+    async fn mkdir(
+        &self,
+        _parent: Ino,
+        _name: &OsStr,
+        _mode: u32,
+        _caller: Caller,
+    ) -> FsResult<Entry> {
+        Err(FsError::ReadOnly)
+    }
+    async fn unlink(&self, _parent: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    async fn rmdir(&self, _parent: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    /// Moves within and across folders; replacing an existing file is atomic.
+    async fn rename(
+        &self,
+        _parent: Ino,
+        _name: &OsStr,
+        _new_parent: Ino,
+        _new_name: &OsStr,
+        _flags: RenameFlags,
+    ) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    /// Hands the file's current content to the upload journal (durable on return).
+    async fn fsync(&self, _ino: Ino, _fh: Fh) -> FsResult<()> {
+        Ok(())
+    }
+    /// A `close()` of a descriptor: like fsync when the file changed (close-to-open).
+    async fn flush(&self, _ino: Ino, _fh: Fh) -> FsResult<()> {
+        Ok(())
+    }
+    /// `user.cells.*` attributes are read-only (`Denied`); others are `Unsupported`.
+    async fn setxattr(&self, _ino: Ino, _name: &OsStr, _value: &[u8]) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    async fn removexattr(&self, _ino: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+}
+
+/// What a `setattr` asks to change; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+    pub atime: Option<SystemTime>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The handle the change came through (`ftruncate`), if any.
+    pub fh: Option<Fh>,
+}
+
+/// `rename(2)` flags the core understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// Fail with `Exists` instead of replacing the target (RENAME_NOREPLACE).
+    pub no_replace: bool,
+    /// Swap source and target (RENAME_EXCHANGE): not supported by Cells.
+    pub exchange: bool,
 }
 
 /// Kernel cache invalidation requests the core sends when the server changed something behind

@@ -15,7 +15,7 @@ use cells_cache::{Cache, HoldGuard};
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An open file.
@@ -30,6 +30,9 @@ pub(super) struct OpenFile {
     pub readahead: Mutex<ReadAhead>,
     /// Keeps the content in the cache while the file is open.
     pub _hold: Option<HoldGuard>,
+    /// The inode's local write state, for handles opened for writing (or while it was
+    /// being written).
+    pub write: Option<Arc<super::write::InodeWrite>>,
 }
 
 pub(super) type ListingFuture = Shared<BoxFuture<'static, FsResult<()>>>;
@@ -54,6 +57,10 @@ pub struct CellsFs<R: Remote> {
     pub(super) listings: Mutex<HashMap<Ino, ListingFuture>>,
     pub(super) feed_live: AtomicBool,
     pub(super) weak_self: Weak<Self>,
+    /// Set by [`Self::enable_writes`]; without it the mount is read-only.
+    pub(super) write_setup: OnceLock<super::write::WriteSetup>,
+    /// Inodes open for writing: their shared staging state.
+    pub(super) writes: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +103,8 @@ impl<R: Remote> CellsFs<R> {
             listings: Mutex::default(),
             feed_live: AtomicBool::new(false),
             weak_self: weak.clone(),
+            write_setup: OnceLock::new(),
+            writes: Mutex::default(),
         }))
     }
 
@@ -125,6 +134,11 @@ impl<R: Remote> CellsFs<R> {
     /// Since when (Unix milliseconds) the server is unreachable, if it is.
     pub fn offline_since_ms(&self) -> Option<i64> {
         self.offline.offline_since_ms()
+    }
+
+    /// Returns the next time the server answers again after being unreachable.
+    pub async fn back_online(&self) {
+        self.offline.back_online().await
     }
 
     /// Waits until no content fetch (demand or read-ahead) is in flight.
@@ -199,12 +213,15 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) fn attr_of(&self, rec: &InodeRecord) -> Attr {
-        let mtime = u64::try_from(rec.mtime)
+        let (size, mtime) = self
+            .local_overrides(rec.ino)
+            .unwrap_or((rec.size, rec.mtime));
+        let mtime = u64::try_from(mtime)
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let (kind, perm, nlink, size) = match rec.kind {
             NodeKind::Folder => (FileKind::Dir, 0o755, 2, 0),
-            NodeKind::File => (FileKind::File, 0o644, 1, rec.size),
+            NodeKind::File => (FileKind::File, 0o644, 1, size),
         };
         let perm = if rec.read_only { perm & !0o222 } else { perm };
         Attr {
@@ -231,7 +248,12 @@ impl<R: Remote> CellsFs<R> {
     /// than the listing TTL. Offline, or for the root and folders, the stored one is used.
     pub(super) async fn fresh_record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
         let rec = self.record(ino).await?;
-        if ino == ROOT_INO || rec.is_dir() || self.is_fresh(rec.seen_at) || self.is_offline() {
+        if ino == ROOT_INO
+            || rec.is_dir()
+            || rec.is_protected()
+            || self.is_fresh(rec.seen_at)
+            || self.is_offline()
+        {
             return Ok(rec);
         }
         match self.remote.stat(&rec.path).await {

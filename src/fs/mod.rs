@@ -9,11 +9,14 @@ mod dir;
 pub mod errors;
 mod feed;
 mod fetch;
+mod hooks;
 pub mod junk;
+mod mutate;
 mod offline;
 mod ops;
 mod read;
 mod readahead;
+mod write;
 pub mod xattr;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -25,3 +28,5 @@ pub use api::*;
 pub use config::FsConfig;
 pub use core::CellsFs;
 pub use errors::from_client_error;
+pub use hooks::CoreHooks;
+pub use write::WriteSetup;

@@ -14,6 +14,8 @@ pub struct OfflineState {
     offline: AtomicBool,
     /// Unix milliseconds when we went offline (0 when online).
     since_ms: AtomicI64,
+    /// Woken when the server answers again (the uploader retries at once).
+    back: tokio::sync::Notify,
 }
 
 impl OfflineState {
@@ -38,6 +40,12 @@ impl OfflineState {
     fn mark_online(&self) {
         self.since_ms.store(0, Ordering::Release);
         self.offline.store(false, Ordering::Release);
+        self.back.notify_waiters();
+    }
+
+    /// Returns the next time the server becomes reachable after being offline.
+    pub async fn back_online(&self) {
+        self.back.notified().await
     }
 }
 

@@ -42,7 +42,7 @@ impl<R: Remote> FileSystem for CellsFs<R> {
     }
 
     async fn release(&self, _ino: Ino, fh: Fh) {
-        self.do_release(fh)
+        self.do_release(fh).await
     }
 
     async fn statfs(&self) -> FsResult<StatFs> {
@@ -55,5 +55,80 @@ impl<R: Remote> FileSystem for CellsFs<R> {
 
     async fn listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
         self.do_listxattr(ino).await
+    }
+
+    async fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        _mode: u32,
+        flags: i32,
+        _caller: Caller,
+    ) -> FsResult<(Entry, OpenReply)> {
+        self.do_create(parent, name, flags).await
+    }
+
+    async fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        _caller: Caller,
+    ) -> FsResult<Entry> {
+        self.do_mknod(parent, name, mode).await
+    }
+
+    async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.do_write(ino, fh, offset, data).await
+    }
+
+    async fn setattr(&self, ino: Ino, attr: SetAttr) -> FsResult<Entry> {
+        self.do_setattr(ino, attr).await
+    }
+
+    async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        _mode: u32,
+        _caller: Caller,
+    ) -> FsResult<Entry> {
+        self.do_mkdir(parent, name).await
+    }
+
+    async fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.do_unlink(parent, name).await
+    }
+
+    async fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.do_rmdir(parent, name).await
+    }
+
+    async fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        self.do_rename(parent, name, new_parent, new_name, flags)
+            .await
+    }
+
+    async fn fsync(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        self.do_sync(ino, fh).await
+    }
+
+    async fn flush(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        self.do_sync(ino, fh).await
+    }
+
+    async fn setxattr(&self, ino: Ino, name: &OsStr, _value: &[u8]) -> FsResult<()> {
+        self.do_setxattr(ino, name).await
+    }
+
+    async fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
+        self.do_setxattr(ino, name).await
     }
 }

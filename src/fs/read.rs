@@ -19,9 +19,35 @@ impl<R: Remote> CellsFs<R> {
         if rec.is_dir() {
             return Err(FsError::IsDir);
         }
-        if flags & ACCESS_MODE != 0 {
-            // The write path is not part of this core yet.
+        let writing = flags & ACCESS_MODE != 0;
+        if writing && self.write_setup.get().is_none() {
             return Err(FsError::ReadOnly);
+        }
+        if writing && rec.read_only {
+            return Err(FsError::Denied("the server allows reading only".into()));
+        }
+        // Handles of an inode being written (or a local-only junk file) share its staging
+        // state, so that every reader sees the local content.
+        let shared = (!writing)
+            .then(|| {
+                let map = lock(&self.writes);
+                let w = map.get(&ino).cloned();
+                if let Some(w) = &w {
+                    w.handles.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
+                w
+            })
+            .flatten();
+        let write = match shared {
+            Some(w) => Some(w),
+            None if writing || rec.local == Some(crate::meta::LocalState::Junk) => {
+                let truncate = writing && flags & libc::O_TRUNC != 0;
+                Some(self.attach_write(&rec, truncate).await?)
+            }
+            None => None,
+        };
+        if write.is_some() {
+            return Ok(self.register_local_handle(ino, &rec, write));
         }
         let key = rec.version.as_ref().map(|v| v.cache_key());
         let store = self.fetcher.store();
@@ -57,6 +83,7 @@ impl<R: Remote> CellsFs<R> {
                 store.chunk_size(),
             )),
             _hold: hold,
+            write: None,
         };
         let direct_io = file.direct_io;
         let fh = self.next_handle();
@@ -83,6 +110,9 @@ impl<R: Remote> CellsFs<R> {
         if file.ino != ino {
             return Err(FsError::BadHandle);
         }
+        if let Some(w) = &file.write {
+            return self.read_from(w, offset, size).await;
+        }
         let Some(src) = &file.source else {
             // No content version: the bytes may still change, so none of them are kept.
             return self
@@ -98,11 +128,16 @@ impl<R: Remote> CellsFs<R> {
         if let Some(range) = ahead {
             self.fetcher.prefetch(src.clone(), range);
         }
-        self.read_cached(src, offset, len).await
+        self.read_cached_pub(src, offset, len).await
     }
 
     /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
-    async fn read_cached(&self, src: &Source, offset: u64, len: u64) -> FsResult<Bytes> {
+    pub(super) async fn read_cached_pub(
+        &self,
+        src: &Source,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Bytes> {
         let store = self.fetcher.store();
         let missing = store.missing(&src.key, src.size, offset, len).await?;
         if missing.is_empty()
@@ -157,8 +192,39 @@ impl<R: Remote> CellsFs<R> {
         Ok(out.freeze())
     }
 
-    pub(super) fn do_release(&self, fh: Fh) {
-        lock(&self.files).remove(&fh);
+    pub(super) async fn do_release(&self, fh: Fh) {
+        let file = lock(&self.files).remove(&fh);
+        if let Some(w) = file.and_then(|f| f.write.clone()) {
+            self.detach_write(&w).await;
+        }
+    }
+
+    /// A handle served from the inode's local write state (no cache, no passthrough).
+    pub(super) fn register_local_handle(
+        &self,
+        ino: Ino,
+        rec: &crate::meta::InodeRecord,
+        write: Option<Arc<super::write::InodeWrite>>,
+    ) -> OpenReply {
+        lock(&self.kernel_keys).remove(&ino);
+        let file = OpenFile {
+            ino,
+            path: rec.path.clone(),
+            size: rec.size,
+            source: None,
+            direct_io: false,
+            readahead: Mutex::new(ReadAhead::new(1, 1, 1)),
+            _hold: None,
+            write,
+        };
+        let fh = self.next_handle();
+        lock(&self.files).insert(fh, Arc::new(file));
+        OpenReply {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+            passthrough: None,
+        }
     }
 
     pub(super) async fn do_statfs(&self) -> FsResult<StatFs> {

@@ -10,12 +10,16 @@ use std::ffi::OsStr;
 pub const XATTR_STATE: &str = "user.cells.state";
 pub const XATTR_HASH: &str = "user.cells.hash";
 pub const XATTR_UUID: &str = "user.cells.uuid";
+pub const XATTR_ERROR: &str = "user.cells.error";
 
 impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
         let rec = self.record(ino).await?;
         let mut names = Vec::new();
-        if !rec.is_dir() {
+        if rec.local_error.is_some() {
+            names.push(XATTR_ERROR.to_owned());
+        }
+        if !rec.is_dir() || rec.local.is_some() {
             names.push(XATTR_STATE.to_owned());
             if rec.version.is_some() {
                 names.push(XATTR_HASH.to_owned());
@@ -30,6 +34,10 @@ impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
         let rec = self.record(ino).await?;
         let value = match name.to_str() {
+            Some(XATTR_STATE) if rec.local.is_some() => {
+                rec.local.map(|l| l.label().to_owned()).unwrap_or_default()
+            }
+            Some(XATTR_ERROR) => rec.local_error.clone().ok_or(FsError::NoAttr)?,
             Some(XATTR_STATE) if !rec.is_dir() => match &rec.version {
                 None => "online-only".to_owned(),
                 Some(v) => match self.fetcher.store().state(&v.cache_key()).await? {
@@ -48,5 +56,16 @@ impl<R: Remote> CellsFs<R> {
             _ => return Err(FsError::NoAttr),
         };
         Ok(value.into_bytes())
+    }
+
+    /// Setting or removing an attribute: ours are read-only, others are not stored.
+    pub(super) async fn do_setxattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
+        self.record(ino).await?;
+        match name.to_str() {
+            Some(n) if n.starts_with("user.cells.") => Err(FsError::NotPermitted(
+                "user.cells.* attributes are maintained by cells-mount".into(),
+            )),
+            _ => Err(FsError::Unsupported),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! place, move (matched by uuid, so a moved node keeps its inode) or replace.
 
 use super::listing::StagedNode;
+use super::local::is_tombstoned;
 use super::schema::{
     COLUMNS, DETACHED_PARENT, kind_to_sql, raw_row, record_from_raw, version_to_sql,
 };
@@ -143,7 +144,9 @@ fn diff(log: &mut ApplyLog, old: &InodeRecord, node: &StagedNode) {
     }
 }
 
-/// Makes `node` the child `node.name` of `parent`; returns its inode number.
+/// Makes `node` the child `node.name` of `parent`; returns its inode number. The local
+/// overlay wins: a tombstoned name is left out (inode 0 returned), a protected row by that
+/// name is kept as it is, and a protected row elsewhere is never moved by a uuid match.
 pub(super) fn apply_node(
     conn: &Connection,
     log: &mut ApplyLog,
@@ -155,11 +158,17 @@ pub(super) fn apply_node(
         .path
         .join(&node.name)
         .map_err(|e| MetaError::Corrupt(format!("refused child name: {e}")))?;
+    if is_tombstoned(conn, parent.ino, &node.name)? {
+        return Ok(0);
+    }
     let by_name = find(
         conn,
         "parent = ?1 AND name = ?2",
         params![parent.ino as i64, node.name],
     )?;
+    if let Some(local) = by_name.as_ref().filter(|b| b.is_protected()) {
+        return Ok(local.ino);
+    }
     let by_uuid = match &node.uuid {
         Some(uuid) => find(
             conn,
@@ -167,7 +176,8 @@ pub(super) fn apply_node(
             params![uuid, kind_to_sql(node.kind), ROOT_INO as i64],
         )?
         // A folder cannot move below itself; a server claiming so gets a fresh inode instead.
-        .filter(|u| !(u.is_dir() && parent.path.starts_with(&u.path))),
+        .filter(|u| !(u.is_dir() && parent.path.starts_with(&u.path)))
+        .filter(|u| !u.is_protected()),
         None => None,
     };
     let now = log.now;

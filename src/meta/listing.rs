@@ -2,6 +2,7 @@
 //! in with one transaction, and single-node upserts and removals (stat, event feed).
 
 use super::apply::{ApplyLog, apply_node, detach, find, purge_detached};
+use super::local::PROTECTED_SQL;
 use super::schema::{kind_to_sql, version_to_sql};
 use super::{InodeRecord, MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, Node, NodeKind};
@@ -92,10 +93,11 @@ impl MetaStore {
             let was_listed = folder.listed_at.is_some();
             // Absent children first, so that a rename inside the folder finds the old row
             // (by uuid) among the detached ones and keeps its inode.
-            let mut gone = tx.prepare_cached(
+            let mut gone = tx.prepare_cached(&format!(
                 "SELECT ino FROM inodes WHERE parent = ?1 AND name NOT IN
-                 (SELECT name FROM listing_stage WHERE parent = ?1)",
-            )?;
+                     (SELECT name FROM listing_stage WHERE parent = ?1)
+                     AND NOT ({PROTECTED_SQL})"
+            ))?;
             let gone: Vec<i64> = gone
                 .query_map([parent as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
@@ -130,6 +132,7 @@ impl MetaStore {
     }
 
     /// Records one node the server described (stat, event feed) as the child of `parent`.
+    /// Returns inode 0 when the name is locally deleted (tombstoned) and was left out.
     pub fn upsert_child(
         &self,
         parent: Ino,
@@ -146,7 +149,8 @@ impl MetaStore {
         Ok((ino, log.changes))
     }
 
-    /// Deletes `ino` and its subtree (the server says it is gone). The root stays.
+    /// Deletes `ino` and its subtree (the server says it is gone). The root and rows with
+    /// local changes not yet uploaded stay.
     pub fn remove(&self, ino: Ino) -> MetaResult<Vec<MetaChange>> {
         if ino == crate::fs::ROOT_INO {
             return Ok(Vec::new());
@@ -154,7 +158,10 @@ impl MetaStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut log = ApplyLog::new(now_ms());
-        if let Some(rec) = find(&tx, "ino = ?1 AND parent >= 0", [ino as i64])? {
+        // A node changed locally stays: the queued change re-creates it on the server.
+        if let Some(rec) = find(&tx, "ino = ?1 AND parent >= 0", [ino as i64])?
+            && !rec.is_protected()
+        {
             detach(&tx, &mut log, &rec)?;
             purge_detached(&tx, &mut log)?;
         }

@@ -6,11 +6,13 @@
 
 mod apply;
 mod listing;
+mod local;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 pub use listing::StagedNode;
+pub use local::{LocalState, NewLocal};
 
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::{Ino, ROOT_INO};
@@ -54,11 +56,21 @@ pub struct InodeRecord {
     pub listed_at: Option<i64>,
     /// Unix milliseconds when the server last described this node.
     pub seen_at: i64,
+    /// The local-state overlay: `None` = as the server described it.
+    pub local: Option<LocalState>,
+    /// Why the last sync of this node failed (with [`LocalState::Error`]).
+    pub local_error: Option<String>,
 }
 
 impl InodeRecord {
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Folder
+    }
+
+    /// True when local changes not yet on the server make this row authoritative: server
+    /// listings and events must neither remove nor overwrite it.
+    pub fn is_protected(&self) -> bool {
+        self.local.is_some_and(LocalState::is_protected)
     }
 }
 

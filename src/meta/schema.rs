@@ -1,6 +1,6 @@
 //! The SQLite schema of the metadata index, connection set-up, and row <-> record mapping.
 
-use super::{InodeRecord, MetaError};
+use super::{InodeRecord, LocalState, MetaError};
 use crate::client::{ContentVersion, HashKind, NodeKind};
 use crate::fs::Ino;
 use crate::names::RemotePath;
@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Bumped whenever the tables change shape; an index of another version is rebuilt (it is a
 /// cache of the server's tree, so nothing is lost but inode numbers).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `parent` of the root row: no real inode has this number.
 pub const ROOT_PARENT: i64 = 0;
@@ -19,7 +19,7 @@ pub const DETACHED_PARENT: i64 = -1;
 
 /// Columns in the order [`record_from_row`] reads them.
 pub const COLUMNS: &str = "ino, parent, name, path, kind, size, mtime, version_kind, \
-     version_value, uuid, read_only, listed_at, seen_at";
+     version_value, uuid, read_only, listed_at, seen_at, local_state, local_error";
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,11 +38,22 @@ CREATE TABLE IF NOT EXISTS inodes (
     uuid TEXT,
     read_only INTEGER NOT NULL,
     listed_at INTEGER,
-    seen_at INTEGER NOT NULL
+    seen_at INTEGER NOT NULL,
+    -- The local-state overlay (see `local`): NULL = as the server described it.
+    local_state INTEGER,
+    local_error TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_by_name ON inodes(parent, name);
 CREATE INDEX IF NOT EXISTS inodes_by_uuid ON inodes(uuid) WHERE uuid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inodes_by_path ON inodes(path);
+-- Names deleted or moved away locally whose server-side change is still queued: a listing
+-- must not bring them back.
+CREATE TABLE IF NOT EXISTS tombstones (
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (parent, name)
+) WITHOUT ROWID;
 -- Pages of a listing in progress; moved into `inodes` in one transaction when complete.
 CREATE TABLE IF NOT EXISTS listing_stage (
     parent INTEGER NOT NULL,
@@ -70,7 +81,7 @@ pub fn open_connection(state_dir: &Path) -> Result<Connection, MetaError> {
     if version != 0 && version != SCHEMA_VERSION {
         conn.execute_batch(
             "DROP TABLE IF EXISTS inodes; DROP TABLE IF EXISTS listing_stage;
-             DROP TABLE IF EXISTS settings;",
+             DROP TABLE IF EXISTS settings; DROP TABLE IF EXISTS tombstones;",
         )?;
     }
     conn.execute_batch(TABLES)?;
@@ -142,6 +153,8 @@ pub struct RawRow {
     read_only: bool,
     listed_at: Option<i64>,
     seen_at: i64,
+    local_state: Option<i64>,
+    local_error: Option<String>,
 }
 
 pub fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -159,6 +172,8 @@ pub fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
         read_only: row.get(10)?,
         listed_at: row.get(11)?,
         seen_at: row.get(12)?,
+        local_state: row.get(13)?,
+        local_error: row.get(14)?,
     })
 }
 
@@ -180,5 +195,7 @@ pub fn record_from_raw(raw: RawRow) -> Result<InodeRecord, MetaError> {
         read_only: raw.read_only,
         listed_at: raw.listed_at,
         seen_at: raw.seen_at,
+        local: raw.local_state.map(LocalState::from_sql).transpose()?,
+        local_error: raw.local_error,
     })
 }

@@ -31,26 +31,6 @@ pub struct EnqueuedUpload {
     pub cached: bool,
 }
 
-/// A recorded conflict, until the user dismisses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConflictRecord {
-    pub id: i64,
-    pub path: RemotePath,
-    /// Where our version went; `None` when a local delete was not applied (server kept).
-    pub saved_as: Option<RemotePath>,
-    /// Unix seconds.
-    pub at: i64,
-}
-
-impl ConflictRecord {
-    pub fn describe(&self) -> String {
-        match &self.saved_as {
-            Some(s) => format!("{}: local version saved as {s}", self.path),
-            None => format!("{}: not deleted, the server has a newer version", self.path),
-        }
-    }
-}
-
 pub struct Journal {
     staging_dir: PathBuf,
     inner: Mutex<Inner>,
@@ -103,10 +83,11 @@ impl Journal {
             if let OpKind::Upload { staging: name, .. } = &op.kind
                 && !staging_dir.join(name).is_file()
             {
-                return Err(SyncError::Corrupt(format!(
-                    "the staged copy of {} is missing",
+                // Kept, not dropped: its upload fails into the error state, visible in status.
+                tracing::error!(
+                    "the staged copy of {} is missing from the state folder",
                     op.kind.main_path()
-                )));
+                );
             }
         }
         staging::collect_garbage(&staging_dir, &referenced);
@@ -395,183 +376,6 @@ impl Journal {
     pub fn pending(&self) -> Vec<Op> {
         self.lock().ops.values().cloned().collect()
     }
-
-    pub fn stats(&self) -> QueueStats {
-        let conflicts = self
-            .conflicts()
-            .map(|c| c.iter().map(ConflictRecord::describe).collect())
-            .unwrap_or_else(|e| vec![format!("(conflicts unreadable: {e})")]);
-        let inner = self.lock();
-        let mut stats = QueueStats {
-            pending_ops: inner.ops.len() as u64,
-            in_flight: inner.in_flight.len() as u64,
-            conflicts,
-            ..QueueStats::default()
-        };
-        for op in inner.ops.values() {
-            if let OpKind::Upload { size, .. } = &op.kind {
-                stats.pending_uploads += 1;
-                stats.pending_bytes += size;
-            }
-            if op.state == OpState::Error {
-                let reason = op.last_error.clone().unwrap_or_default();
-                stats.errors.push((op.kind.main_path().to_string(), reason));
-            }
-        }
-        stats
-    }
-
-    pub fn conflicts(&self) -> Result<Vec<ConflictRecord>, SyncError> {
-        let inner = self.lock();
-        let mut stmt = inner
-            .conn
-            .prepare("SELECT id, path, saved_as, at FROM conflicts ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, path, saved_as, at) = row?;
-            let parse =
-                |s: &str| RemotePath::parse(s).map_err(|e| SyncError::Corrupt(e.to_string()));
-            out.push(ConflictRecord {
-                id,
-                path: parse(&path)?,
-                saved_as: saved_as.as_deref().map(parse).transpose()?,
-                at,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The user has seen (resolved) a conflict.
-    pub fn dismiss_conflict(&self, id: i64) -> Result<(), SyncError> {
-        self.lock()
-            .conn
-            .execute("DELETE FROM conflicts WHERE id=?1", [id])?;
-        Ok(())
-    }
-
-    pub(crate) fn record_conflict(
-        &self,
-        path: &RemotePath,
-        saved_as: Option<&RemotePath>,
-    ) -> Result<(), SyncError> {
-        self.lock().conn.execute(
-            "INSERT INTO conflicts(path, saved_as, at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![path.as_str(), saved_as.map(|s| s.as_str()), now_ms() / 1000],
-        )?;
-        Ok(())
-    }
-
-    /// Claims up to `limit` ready operations for running; returns them and the time the next
-    /// backing-off one becomes ready.
-    pub(crate) fn claim_ready(&self, limit: usize) -> (Vec<Op>, Option<i64>) {
-        let mut inner = self.lock();
-        let scan = order::scan(inner.ops.values(), &inner.in_flight, now_ms(), limit);
-        let mut claimed = Vec::with_capacity(scan.ready.len());
-        for seq in scan.ready {
-            if let Some(op) = inner.ops.get(&seq).cloned() {
-                inner.in_flight.insert(seq);
-                claimed.push(op);
-            }
-        }
-        (claimed, scan.next_wake_ms)
-    }
-
-    /// A claimed operation did not finish (its task ended): it is pending again.
-    pub(crate) fn release(&self, seq: i64) {
-        self.lock().in_flight.remove(&seq);
-        self.notify();
-    }
-
-    /// Records durably where an upload is about to send bytes.
-    pub(crate) fn mark_started(&self, seq: i64, target: &RemotePath) -> Result<(), SyncError> {
-        let mut inner = self.lock();
-        let Some(mut op) = inner.ops.get(&seq).cloned() else {
-            return Ok(());
-        };
-        op.started_target = Some(target.clone());
-        schema::update(&inner.conn, &op)?;
-        inner.ops.insert(seq, op);
-        Ok(())
-    }
-
-    /// The operation reached the server: its row and staged copy go.
-    pub(crate) fn complete(&self, seq: i64) -> Result<(), SyncError> {
-        let mut inner = self.lock();
-        inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
-        inner.in_flight.remove(&seq);
-        let op = inner.ops.remove(&seq);
-        drop(inner);
-        if let Some(Op {
-            kind:
-                OpKind::Upload {
-                    staging,
-                    cells_hash,
-                    ..
-                },
-            ..
-        }) = op
-        {
-            self.forget_staged(&staging, &cells_hash);
-        }
-        self.notify();
-        Ok(())
-    }
-
-    /// The operation failed; it is retried after `delay_ms`, in the error state if `error`.
-    /// Returns the updated op.
-    pub(crate) fn defer(
-        &self,
-        seq: i64,
-        delay_ms: i64,
-        reason: &str,
-        error: bool,
-    ) -> Result<Option<Op>, SyncError> {
-        let mut inner = self.lock();
-        inner.in_flight.remove(&seq);
-        let Some(mut op) = inner.ops.get(&seq).cloned() else {
-            return Ok(None);
-        };
-        op.attempts = op.attempts.saturating_add(1);
-        op.not_before_ms = now_ms() + delay_ms;
-        op.last_error = Some(reason.to_owned());
-        op.state = if error {
-            OpState::Error
-        } else {
-            OpState::Queued
-        };
-        let saved = schema::update(&inner.conn, &op);
-        inner.ops.insert(seq, op.clone());
-        drop(inner);
-        self.notify();
-        saved.map(|()| Some(op))
-    }
-
-    /// The server is back: operations waiting out an offline backoff may run now (those in
-    /// the error state keep their long backoff).
-    pub(crate) fn wake_queued(&self) {
-        let mut inner = self.lock();
-        for op in inner.ops.values_mut() {
-            if op.state == OpState::Queued {
-                op.not_before_ms = 0;
-            }
-        }
-        drop(inner);
-        self.notify();
-    }
-
-    /// True when nothing is pending but operations in error and those behind them.
-    pub(crate) fn drained(&self) -> bool {
-        let inner = self.lock();
-        inner.in_flight.is_empty() && order::only_errors_left(inner.ops.values())
-    }
 }
 
 fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
@@ -603,6 +407,10 @@ fn latest_touching(ops: &BTreeMap<i64, Op>, path: &RemotePath) -> Option<i64> {
         })
         .map(|op| op.seq)
 }
+
+#[path = "journal_status.rs"]
+mod status;
+pub use status::ConflictRecord;
 
 #[cfg(test)]
 #[path = "journal_tests.rs"]

@@ -5,6 +5,7 @@ mod dirs;
 mod feed;
 mod offline;
 mod reads;
+mod writes;
 
 use super::testing::MemoryRemote;
 use super::*;

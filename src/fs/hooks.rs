@@ -1,0 +1,170 @@
+//! The uploader's reports, applied to the index: a finished operation lifts the local-state
+//! overlay (and brings the server's description of an uploaded file), conflicts and errors
+//! become the `user.cells.state` of the node. A periodic sweep lifts whatever overlay the
+//! journal no longer backs (operations that completed without a report).
+
+use super::core::{CellsFs, lock};
+use crate::client::{Node, Remote};
+use crate::meta::{LocalState, StagedNode, now_ms};
+use crate::names::RemotePath;
+use crate::sync::SyncHooks;
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often the overlay is checked against the journal besides the uploader's reports.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// [`SyncHooks`] that update a [`CellsFs`]. Holds it weakly: the uploader may outlive it.
+pub struct CoreHooks<R: Remote> {
+    fs: Weak<CellsFs<R>>,
+}
+
+impl<R: Remote> CellsFs<R> {
+    /// Hooks for the uploader, and a background sweep of the overlay. Needs a Tokio runtime.
+    pub fn sync_hooks(self: &Arc<Self>) -> Arc<CoreHooks<R>> {
+        let weak = Arc::downgrade(self);
+        let sweeper = weak.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(fs) = sweeper.upgrade() else { return };
+                if fs.write_setup.get().is_some() {
+                    let snapshot = fs.pending_snapshot(None);
+                    fs.sweep(snapshot).await;
+                }
+            }
+        });
+        Arc::new(CoreHooks { fs: weak })
+    }
+
+    /// Paths with queued operations, and when the snapshot was taken. `finishing` is the
+    /// path of an operation being reported right now: the first queued operation on it is the
+    /// one that just completed (it leaves the journal only after the report), so it is left
+    /// out. Must be taken synchronously inside the report.
+    fn pending_snapshot(&self, finishing: Option<&RemotePath>) -> (HashSet<String>, i64) {
+        let since = now_ms();
+        let mut pending = HashSet::new();
+        let Some(setup) = self.write_setup.get() else {
+            return (pending, since);
+        };
+        let mut skipped = finishing.is_none();
+        for op in setup.journal.pending() {
+            let paths = op.kind.paths();
+            if !skipped && finishing.is_some_and(|f| paths.contains(&f)) {
+                skipped = true;
+                continue;
+            }
+            pending.extend(paths.into_iter().map(|p| p.as_str().to_owned()));
+        }
+        (pending, since)
+    }
+
+    /// Lifts the overlay of paths without queued operations (nor open files).
+    pub(super) async fn sweep(&self, snapshot: (HashSet<String>, i64)) {
+        let (mut pending, since) = snapshot;
+        let open: Vec<u64> = lock(&self.writes).keys().copied().collect();
+        for ino in open {
+            if let Ok(rec) = self.record(ino).await {
+                pending.insert(rec.path.as_str().to_owned());
+            }
+        }
+        let res = self
+            .meta(move |m| m.clear_settled(&|p| pending.contains(p), since))
+            .await;
+        if let Err(e) = res {
+            tracing::warn!("could not update the local sync state: {e}");
+        }
+    }
+
+    async fn on_uploaded(
+        &self,
+        snap: (HashSet<String>, i64),
+        path: RemotePath,
+        node: Option<Node>,
+    ) {
+        self.sweep(snap).await;
+        let Some(node) = node.filter(|n| n.path == path) else {
+            return;
+        };
+        let parent_path = path.parent();
+        let staged = StagedNode::from(&node);
+        let res = self
+            .meta(move |m| match m.by_path(&parent_path)? {
+                Some(dir) if dir.is_dir() => m.upsert_child(dir.ino, &staged).map(|r| r.1),
+                _ => Ok(Vec::new()),
+            })
+            .await;
+        match res {
+            Ok(changes) => self.deliver(changes),
+            Err(e) => tracing::warn!("could not record the uploaded {path}: {e}"),
+        }
+    }
+
+    async fn on_state(&self, path: RemotePath, state: LocalState, reason: Option<String>) {
+        let res = self
+            .meta(move |m| {
+                let Some(rec) = m.by_path(&path)? else {
+                    return Ok(());
+                };
+                m.set_local_state(rec.ino, Some(state), reason.as_deref())?;
+                if state == LocalState::Conflict {
+                    // The conflict copy appears, the original shows the server's version.
+                    m.mark_stale(rec.parent)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!("could not record a sync state: {e}");
+        }
+    }
+}
+
+impl<R: Remote> CoreHooks<R> {
+    /// Takes the journal snapshot now (see [`CellsFs::pending_snapshot`]) and runs `f` on a
+    /// task, so the uploader is never held up by the index.
+    fn run<F>(
+        &self,
+        finishing: Option<&RemotePath>,
+        f: impl FnOnce(Arc<CellsFs<R>>, (HashSet<String>, i64)) -> F + Send + 'static,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(fs) = self.fs.upgrade() else { return };
+        let snap = fs.pending_snapshot(finishing);
+        tokio::spawn(f(fs, snap));
+    }
+}
+
+impl<R: Remote> SyncHooks for CoreHooks<R> {
+    fn uploaded(&self, path: &RemotePath, node: Option<&Node>) {
+        let (p, node) = (path.clone(), node.cloned());
+        self.run(Some(path), move |fs, snap| async move {
+            fs.on_uploaded(snap, p, node).await
+        });
+    }
+
+    fn conflict(&self, original: &RemotePath, _saved_as: &RemotePath) {
+        let p = original.clone();
+        self.run(Some(original), move |fs, snap| async move {
+            fs.sweep(snap).await;
+            fs.on_state(p, LocalState::Conflict, None).await
+        });
+    }
+
+    fn kept_remote(&self, path: &RemotePath) {
+        self.run(
+            Some(path),
+            move |fs, snap| async move { fs.sweep(snap).await },
+        );
+    }
+
+    fn error(&self, path: &RemotePath, reason: &str) {
+        let (p, reason) = (path.clone(), reason.to_owned());
+        self.run(None, move |fs, _| async move {
+            fs.on_state(p, LocalState::Error, Some(reason)).await
+        });
+    }
+}

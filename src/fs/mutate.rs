@@ -1,0 +1,382 @@
+//! Namespace changes of the write path: create, mkdir, unlink, rmdir, rename and setattr.
+//! Each is applied to the index at once (with the local-state overlay) and journaled for the
+//! uploader; desktop junk names stay local.
+
+use super::api::*;
+use super::core::{CellsFs, lock};
+use super::junk::is_desktop_junk;
+use super::write::{WriteSetup, sync_error, unix_secs};
+use crate::client::{NodeKind, Remote};
+use crate::meta::{InodeRecord, LocalState, NewLocal};
+use crate::names::{RemotePath, validate_name};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// File-type bits of a mode, and the regular-file type.
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+fn child_name(name: &OsStr) -> FsResult<String> {
+    let name = name
+        .to_str()
+        .ok_or_else(|| FsError::InvalidName("names must be UTF-8".into()))?;
+    if name.len() > crate::names::MAX_NAME_BYTES {
+        return Err(FsError::NameTooLong);
+    }
+    validate_name(name).map_err(|e| FsError::InvalidName(e.to_string()))?;
+    Ok(name.to_owned())
+}
+
+impl<R: Remote> CellsFs<R> {
+    /// Turns on the write path: versions go to `journal`, open files are staged under
+    /// `state_dir/open`, junk files kept in `state_dir/junk`.
+    pub fn enable_writes(
+        &self,
+        journal: Arc<crate::sync::Journal>,
+        state_dir: &Path,
+    ) -> FsResult<()> {
+        let open_dir = state_dir.join("open");
+        let junk_dir = state_dir.join("junk");
+        for dir in [&open_dir, &junk_dir] {
+            std::fs::create_dir_all(dir).map_err(super::write::io_error)?;
+        }
+        // Staging files of a previous run were never handed over (a crash before close):
+        // like unsaved data in any file system, they are gone.
+        if let Ok(entries) = std::fs::read_dir(&open_dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let setup = WriteSetup {
+            journal,
+            open_dir,
+            junk_dir,
+        };
+        self.write_setup
+            .set(setup)
+            .map_err(|_| FsError::Invalid("writes are already enabled".into()))
+    }
+
+    /// The folder `parent`, listed, and allowed to receive a new child.
+    async fn writable_dir(&self, parent: Ino) -> FsResult<Arc<InodeRecord>> {
+        self.setup()?;
+        let dir = self.record(parent).await?;
+        if !dir.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        if parent == ROOT_INO && self.cfg.workspace.is_none() {
+            return Err(FsError::NotPermitted(
+                "workspaces cannot be created here".into(),
+            ));
+        }
+        if dir.read_only {
+            return Err(FsError::Denied("the server allows reading only".into()));
+        }
+        self.ensure_listed(&dir).await?;
+        Ok(dir)
+    }
+
+    async fn child_of(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
+        let owned = name.to_owned();
+        self.meta(move |m| m.child(parent, &owned)).await
+    }
+
+    async fn insert_local(&self, dir: &InodeRecord, name: &str, kind: NodeKind) -> FsResult<Ino> {
+        let junk = is_desktop_junk(name) || dir.local == Some(LocalState::Junk);
+        let node = NewLocal {
+            name: name.to_owned(),
+            kind,
+            mtime: unix_secs(std::time::SystemTime::now()),
+            state: if junk {
+                LocalState::Junk
+            } else {
+                LocalState::Pending
+            },
+        };
+        let parent = dir.ino;
+        let (ino, _) = self.meta(move |m| m.insert_local(parent, &node)).await?;
+        Ok(ino)
+    }
+
+    pub(super) async fn do_create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        flags: i32,
+    ) -> FsResult<(Entry, OpenReply)> {
+        let name = child_name(name)?;
+        let dir = self.writable_dir(parent).await?;
+        if let Some(existing) = self.child_of(parent, &name).await? {
+            if flags & libc::O_EXCL != 0 {
+                return Err(FsError::Exists);
+            }
+            if existing.is_dir() {
+                return Err(FsError::IsDir);
+            }
+            let opened = self.do_open(existing.ino, flags).await?;
+            return Ok((self.entry_of(&existing), opened));
+        }
+        let ino = self.insert_local(&dir, &name, NodeKind::File).await?;
+        let rec = self.record(ino).await?;
+        let w = self.attach_write(&rec, true).await?;
+        // A new file exists on the server even if nothing is ever written to it.
+        w.body.lock().await.dirty = true;
+        let opened = self.register_local_handle(ino, &rec, Some(w));
+        Ok((self.entry_of(&rec), opened))
+    }
+
+    pub(super) async fn do_mknod(&self, parent: Ino, name: &OsStr, mode: u32) -> FsResult<Entry> {
+        if mode & S_IFMT != S_IFREG && mode & S_IFMT != 0 {
+            return Err(FsError::Unsupported);
+        }
+        let (entry, opened) = self
+            .do_create(parent, name, libc::O_EXCL | libc::O_WRONLY)
+            .await?;
+        self.do_release(opened.fh).await;
+        Ok(entry)
+    }
+
+    pub(super) async fn do_mkdir(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        let name = child_name(name)?;
+        let dir = self.writable_dir(parent).await?;
+        if self.child_of(parent, &name).await?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let ino = self.insert_local(&dir, &name, NodeKind::Folder).await?;
+        let rec = self.record(ino).await?;
+        if rec.local != Some(LocalState::Junk) {
+            let journal = self.setup()?.journal.clone();
+            let path = rec.path.clone();
+            let queued = tokio::task::spawn_blocking(move || journal.enqueue_mkdir(&path))
+                .await
+                .map_err(super::errors::from_join_error)?;
+            if let Err(e) = queued {
+                let _ = self.meta(move |m| m.delete_local(ino, false)).await;
+                return Err(sync_error(e));
+            }
+        }
+        Ok(self.entry_of(&rec))
+    }
+
+    /// Journals the removal of `rec`; returns whether the server side still has to change
+    /// (then the name is tombstoned until it has).
+    async fn journal_delete(&self, rec: &InodeRecord) -> FsResult<bool> {
+        if rec.local == Some(LocalState::Junk) {
+            return Ok(false);
+        }
+        let journal = self.setup()?.journal.clone();
+        let (path, base) = (rec.path.clone(), rec.version.clone());
+        let seq = tokio::task::spawn_blocking(move || journal.enqueue_delete(&path, base))
+            .await
+            .map_err(super::errors::from_join_error)?
+            .map_err(sync_error)?;
+        Ok(seq.is_some())
+    }
+
+    async fn remove_local(&self, rec: &InodeRecord, tombstone: bool) -> FsResult<()> {
+        let ino = rec.ino;
+        let changes = self.meta(move |m| m.delete_local(ino, tombstone)).await?;
+        if rec.local == Some(LocalState::Junk) && !rec.is_dir() {
+            let path = self.setup()?.junk_dir.join(ino.to_string());
+            if !lock(&self.writes).contains_key(&ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        drop(changes);
+        Ok(())
+    }
+
+    pub(super) async fn do_unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.setup()?;
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        let rec = self
+            .child_of(parent, name)
+            .await?
+            .ok_or(FsError::NotFound)?;
+        if rec.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        if rec.read_only {
+            return Err(FsError::Denied("the server allows reading only".into()));
+        }
+        let tombstone = self.journal_delete(&rec).await?;
+        self.remove_local(&rec, tombstone).await
+    }
+
+    pub(super) async fn do_rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.setup()?;
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        let rec = self
+            .child_of(parent, name)
+            .await?
+            .ok_or(FsError::NotFound)?;
+        if !rec.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        if rec.local != Some(LocalState::Junk) {
+            self.ensure_listed(&rec).await?;
+        }
+        let ino = rec.ino;
+        if !self.meta(move |m| m.child_inos(ino)).await?.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        let tombstone = self.journal_delete(&rec).await?;
+        self.remove_local(&rec, tombstone).await
+    }
+
+    pub(super) async fn do_rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        if flags.exchange {
+            return Err(FsError::Unsupported);
+        }
+        let new_name = child_name(new_name)?;
+        let dir = self.writable_dir(new_parent).await?;
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        let src = self
+            .child_of(parent, name)
+            .await?
+            .ok_or(FsError::NotFound)?;
+        if src.is_dir() && (dir.path == src.path || dir.path.starts_with(&src.path)) {
+            return Err(FsError::Invalid("cannot move a folder into itself".into()));
+        }
+        let target = self.child_of(new_parent, &new_name).await?;
+        if let Some(t) = &target {
+            if t.ino == src.ino {
+                return Ok(());
+            }
+            if flags.no_replace {
+                return Err(FsError::Exists);
+            }
+            match (src.is_dir(), t.is_dir()) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) => {
+                    let ino = t.ino;
+                    if !self.meta(move |m| m.child_inos(ino)).await?.is_empty() {
+                        return Err(FsError::NotEmpty);
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        let src_junk = src.local == Some(LocalState::Junk);
+        let dst_junk = is_desktop_junk(&new_name) || dir.local == Some(LocalState::Junk);
+        if src_junk != dst_junk {
+            // A local-only file would have to become a synced one or the reverse.
+            return Err(FsError::Unsupported);
+        }
+        let to = dir
+            .path
+            .join(&new_name)
+            .map_err(|e| FsError::InvalidName(e.to_string()))?;
+        let tombstone = if src_junk {
+            false
+        } else {
+            self.journal_move(&src, target.as_deref(), &to).await?
+        };
+        let (ino, np, nn) = (src.ino, new_parent, new_name.clone());
+        let changes = self
+            .meta(move |m| m.rename_local(ino, np, &nn, tombstone))
+            .await?;
+        drop(changes);
+        Ok(())
+    }
+
+    /// Journals a move of `src` to `to`, replacing `target`: the replaced node is deleted
+    /// first (with the version the user saw, so a newer server version is kept), then moved.
+    async fn journal_move(
+        &self,
+        src: &InodeRecord,
+        target: Option<&InodeRecord>,
+        to: &RemotePath,
+    ) -> FsResult<bool> {
+        if let Some(t) = target {
+            self.journal_delete(t).await?;
+        }
+        let journal = self.setup()?.journal.clone();
+        let (from, to) = (src.path.clone(), to.clone());
+        tokio::task::spawn_blocking(move || journal.enqueue_rename(&from, &to))
+            .await
+            .map_err(super::errors::from_join_error)?
+            .map_err(sync_error)?;
+        Ok(true)
+    }
+
+    pub(super) async fn do_setattr(&self, ino: Ino, attr: SetAttr) -> FsResult<Entry> {
+        let rec = self.record(ino).await?;
+        if attr.uid.is_some_and(|u| u != self.cfg.uid)
+            || attr.gid.is_some_and(|g| g != self.cfg.gid)
+        {
+            return Err(FsError::NotPermitted(
+                "files on Cells have no owner to change".into(),
+            ));
+        }
+        if let Some(size) = attr.size {
+            self.setup()?;
+            if rec.is_dir() {
+                return Err(FsError::IsDir);
+            }
+            if rec.read_only {
+                return Err(FsError::Denied("the server allows reading only".into()));
+            }
+            let open = lock(&self.writes).get(&ino).cloned();
+            match open {
+                Some(w) => self.truncate_to(&w, size).await?,
+                None => {
+                    let w = self.attach_write(&rec, size == 0).await?;
+                    let done = self.truncate_to(&w, size).await;
+                    self.detach_write(&w).await;
+                    done?;
+                }
+            }
+        }
+        if let Some(mtime) = attr.mtime {
+            let secs = unix_secs(mtime);
+            let open = lock(&self.writes).get(&ino).cloned();
+            if let Some(w) = open {
+                w.mtime.store(secs, Ordering::Release);
+            }
+            self.meta(move |m| m.set_mtime(ino, secs)).await?;
+        }
+        // Modes are not stored by Cells: chmod succeeds and changes nothing, as on FAT or SMB.
+        let rec = self.record(ino).await?;
+        Ok(self.entry_of(&rec))
+    }
+
+    pub(super) async fn do_write(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<u32> {
+        let file = lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        match &file.write {
+            Some(w) if file.ino == ino => self.write_to(w, offset, data).await,
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// fsync and flush: the handle's content goes to the journal when it changed.
+    pub(super) async fn do_sync(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let file = lock(&self.files)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        match &file.write {
+            Some(w) if file.ino == ino => self.commit(w).await,
+            _ => Ok(()),
+        }
+    }
+}

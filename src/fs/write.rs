@@ -1,0 +1,401 @@
+//! Local-first file content: a file opened for writing gets one staging file per inode under
+//! `STATE/open/` (shared by all its handles), where writes, reads and truncates run at
+//! local-disk speed. fsync, flush and the last release hand the content to the upload
+//! journal, after which the inode's version is the local Cells hash (served from the cache).
+
+use super::api::*;
+use super::core::{CellsFs, lock};
+use super::fetch::Source;
+use crate::client::{ContentVersion, HashKind, Remote};
+use crate::meta::{InodeRecord, LocalState};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+/// Bytes copied per step when an existing file's content is brought into its staging file.
+const FILL_STEP: u64 = 4 << 20;
+
+/// Where the write path keeps its files, and the journal it hands versions to.
+pub struct WriteSetup {
+    pub journal: Arc<crate::sync::Journal>,
+    /// `STATE/open`: staging files of open inodes.
+    pub open_dir: PathBuf,
+    /// `STATE/junk`: desktop junk files, kept locally only.
+    pub junk_dir: PathBuf,
+}
+
+/// The write state of one inode, shared by every handle open on it.
+pub(super) struct InodeWrite {
+    pub ino: Ino,
+    pub junk: bool,
+    /// Handles using this state; changed only under the core's `writes` lock.
+    pub handles: AtomicUsize,
+    pub size: AtomicU64,
+    /// Unix seconds.
+    pub mtime: AtomicI64,
+    pub body: tokio::sync::Mutex<WriteBody>,
+}
+
+pub(super) struct WriteBody {
+    pub file: Arc<File>,
+    /// Our name of the staging file; `None` once handed to the journal (the journal may
+    /// have linked it: it must not change in place any more).
+    pub disk_path: Option<PathBuf>,
+    /// Changed since the last hand-over.
+    pub dirty: bool,
+    /// The version this edit started from (`None` for a new file).
+    pub base: Option<ContentVersion>,
+}
+
+pub(super) fn io_error(e: std::io::Error) -> FsError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => FsError::NoSpace,
+        _ => FsError::Io(e.to_string()),
+    }
+}
+
+pub(super) fn sync_error(e: crate::sync::SyncError) -> FsError {
+    match e {
+        crate::sync::SyncError::Io(io) => io_error(io),
+        other => FsError::Io(other.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(super::errors::from_join_error)?
+        .map_err(io_error)
+}
+
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut opts = File::options();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+}
+
+pub(super) fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn now_secs() -> i64 {
+    unix_secs(std::time::SystemTime::now())
+}
+
+impl<R: Remote> CellsFs<R> {
+    pub(super) fn setup(&self) -> FsResult<&WriteSetup> {
+        self.write_setup.get().ok_or(FsError::ReadOnly)
+    }
+
+    /// The shared write state of `rec`, created (with the current content copied in unless
+    /// `truncate`) when no handle has it yet. Counts one more handle.
+    pub(super) async fn attach_write(
+        &self,
+        rec: &InodeRecord,
+        truncate: bool,
+    ) -> FsResult<Arc<InodeWrite>> {
+        let existing = lock(&self.writes).get(&rec.ino).cloned();
+        if let Some(w) = existing {
+            w.handles.fetch_add(1, Ordering::AcqRel);
+            if truncate {
+                self.truncate_to(&w, 0).await?;
+            }
+            return Ok(w);
+        }
+        let setup = self.setup()?;
+        let junk = rec.local == Some(LocalState::Junk);
+        let path = if junk {
+            setup.junk_dir.join(rec.ino.to_string())
+        } else {
+            let n = self.next_handle();
+            setup.open_dir.join(format!("{}-{n}", rec.ino))
+        };
+        let p = path.clone();
+        let file = Arc::new(blocking(move || private_file(&p)).await?);
+        let size = if truncate || rec.size == 0 {
+            let f = file.clone();
+            blocking(move || f.set_len(0)).await?;
+            0
+        } else if junk {
+            file.metadata().map_err(io_error)?.len()
+        } else {
+            match self.fill(rec, &file).await {
+                Ok(()) => rec.size,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+            }
+        };
+        let w = Arc::new(InodeWrite {
+            ino: rec.ino,
+            junk,
+            handles: AtomicUsize::new(1),
+            size: AtomicU64::new(size),
+            mtime: AtomicI64::new(if truncate { now_secs() } else { rec.mtime }),
+            body: tokio::sync::Mutex::new(WriteBody {
+                file,
+                disk_path: Some(path.clone()),
+                dirty: truncate && rec.size > 0,
+                base: rec.version.clone(),
+            }),
+        });
+        let mut map = lock(&self.writes);
+        if let Some(other) = map.get(&rec.ino).cloned() {
+            // Another open won the race: use its state, drop ours.
+            drop(map);
+            let _ = std::fs::remove_file(&path);
+            other.handles.fetch_add(1, Ordering::AcqRel);
+            return Ok(other);
+        }
+        map.insert(rec.ino, w.clone());
+        Ok(w)
+    }
+
+    /// Copies the current content of `rec` into `file` (fetching what the cache lacks).
+    async fn fill(&self, rec: &InodeRecord, file: &Arc<File>) -> FsResult<()> {
+        let mut offset = 0;
+        while offset < rec.size {
+            let len = FILL_STEP.min(rec.size - offset);
+            let bytes = match &rec.version {
+                Some(v) => {
+                    let src = Source {
+                        key: v.cache_key(),
+                        path: rec.path.clone(),
+                        size: rec.size,
+                    };
+                    self.read_cached_pub(&src, offset, len).await?
+                }
+                None => self.fetcher.read_uncached(&rec.path, offset, len).await?,
+            };
+            if bytes.is_empty() {
+                break;
+            }
+            let f = file.clone();
+            let at = offset;
+            offset += bytes.len() as u64;
+            blocking(move || write_at(&f, &bytes, at)).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the staging file writable again after a hand-over: its content is copied into a
+    /// fresh file (the journal may hold the old one as its staged copy).
+    async fn unseal(&self, w: &InodeWrite, body: &mut WriteBody) -> FsResult<()> {
+        if body.disk_path.is_some() {
+            return Ok(());
+        }
+        let setup = self.setup()?;
+        let path = setup
+            .open_dir
+            .join(format!("{}-{}", w.ino, self.next_handle()));
+        let (old, p) = (body.file.clone(), path.clone());
+        let size = w.size.load(Ordering::Acquire);
+        let file = blocking(move || {
+            let new = private_file(&p)?;
+            new.set_len(0)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0u64;
+            while at < size {
+                let n = read_at(&old, &mut buf, at)?;
+                if n == 0 {
+                    break;
+                }
+                write_at(&new, &buf[..n], at)?;
+                at += n as u64;
+            }
+            Ok(new)
+        })
+        .await;
+        match file {
+            Ok(f) => {
+                body.file = Arc::new(f);
+                body.disk_path = Some(path);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn write_to(&self, w: &InodeWrite, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let len =
+            u32::try_from(data.len()).map_err(|_| FsError::Invalid("write too large".into()))?;
+        let end = offset
+            .checked_add(u64::from(len))
+            .ok_or_else(|| FsError::Invalid("offset too large".into()))?;
+        let mut body = w.body.lock().await;
+        self.unseal(w, &mut body).await?;
+        let (f, bytes) = (body.file.clone(), data.to_vec());
+        blocking(move || write_at(&f, &bytes, offset)).await?;
+        body.dirty = true;
+        w.size.fetch_max(end, Ordering::AcqRel);
+        w.mtime.store(now_secs(), Ordering::Release);
+        Ok(len)
+    }
+
+    pub(super) async fn read_from(
+        &self,
+        w: &InodeWrite,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<bytes::Bytes> {
+        let body = w.body.lock().await;
+        let total = w.size.load(Ordering::Acquire);
+        if offset >= total {
+            return Ok(bytes::Bytes::new());
+        }
+        let len = u64::from(size).min(total - offset) as usize;
+        let f = body.file.clone();
+        drop(body);
+        let buf = blocking(move || {
+            let mut buf = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let n = read_at(&f, &mut buf[got..], offset + got as u64)?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            buf.truncate(got);
+            Ok(buf)
+        })
+        .await?;
+        Ok(bytes::Bytes::from(buf))
+    }
+
+    pub(super) async fn truncate_to(&self, w: &InodeWrite, size: u64) -> FsResult<()> {
+        let mut body = w.body.lock().await;
+        if size == w.size.load(Ordering::Acquire) && !body.dirty && size != 0 {
+            return Ok(());
+        }
+        self.unseal(w, &mut body).await?;
+        let f = body.file.clone();
+        blocking(move || f.set_len(size)).await?;
+        body.dirty = true;
+        w.size.store(size, Ordering::Release);
+        w.mtime.store(now_secs(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Hands the content to the journal when it changed. Durable on return.
+    pub(super) async fn commit(&self, w: &InodeWrite) -> FsResult<()> {
+        let mut body = w.body.lock().await;
+        if !body.dirty {
+            return Ok(());
+        }
+        let (size, mtime) = (
+            w.size.load(Ordering::Acquire),
+            w.mtime.load(Ordering::Acquire),
+        );
+        let ino = w.ino;
+        let Some(rec) = self.meta(move |m| m.get(ino)).await.ok().flatten() else {
+            // Deleted while open: the content goes with it.
+            body.dirty = false;
+            return Ok(());
+        };
+        if w.junk {
+            let f = body.file.clone();
+            blocking(move || f.sync_data()).await?;
+            body.dirty = false;
+            return self
+                .meta(move |m| m.set_local_content(ino, size, mtime, None, LocalState::Junk))
+                .await;
+        }
+        let journal = self.setup()?.journal.clone();
+        let Some(src) = body.disk_path.clone() else {
+            return Err(FsError::Io("staging file missing".into()));
+        };
+        let (path, base, s) = (rec.path.clone(), body.base.clone(), src.clone());
+        let enqueued = tokio::task::spawn_blocking(move || journal.enqueue_upload(&path, &s, base))
+            .await
+            .map_err(super::errors::from_join_error)?
+            .map_err(sync_error)?;
+        // The journal linked or moved our file: it must not change in place any more.
+        body.disk_path = None;
+        body.dirty = false;
+        let _ = std::fs::remove_file(&src);
+        let version = ContentVersion {
+            kind: HashKind::CellsHash,
+            value: enqueued.cells_hash.clone(),
+        };
+        body.base = Some(version.clone());
+        self.meta(move |m| {
+            m.set_local_content(ino, size, mtime, Some(&version), LocalState::Pending)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// One handle of `w` is gone; the last one hands the content over and drops the state.
+    pub(super) async fn detach_write(&self, w: &Arc<InodeWrite>) {
+        if w.handles.load(Ordering::Acquire) > 1 {
+            w.handles.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if let Err(e) = self.commit(w).await {
+            tracing::error!(ino = w.ino, "could not save a closed file for upload: {e}");
+        }
+        let last = {
+            let mut map = lock(&self.writes);
+            let left = w.handles.fetch_sub(1, Ordering::AcqRel) - 1;
+            if left == 0 {
+                map.remove(&w.ino);
+            }
+            left == 0
+        };
+        if !last {
+            return;
+        }
+        let body = w.body.lock().await;
+        if let Some(path) = &body.disk_path
+            && !w.junk
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Size and mtime of an inode open for writing, which override the index's.
+    pub(super) fn local_overrides(&self, ino: Ino) -> Option<(u64, i64)> {
+        lock(&self.writes).get(&ino).map(|w| {
+            (
+                w.size.load(Ordering::Acquire),
+                w.mtime.load(Ordering::Acquire),
+            )
+        })
+    }
+}
+
+#[cfg(unix)]
+fn write_at(f: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, at)
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, at)
+}
+
+#[cfg(windows)]
+fn write_at(f: &File, mut buf: &[u8], mut at: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(f, buf, at)?;
+        buf = &buf[n..];
+        at += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, at)
+}
