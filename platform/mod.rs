@@ -7,6 +7,9 @@ pub mod fuse;
 /// Server names ↔ Windows names (pure; compiled and tested everywhere, used by `winfsp`).
 pub mod winnames;
 
+/// Core errors → NTSTATUS, attributes → FILETIME/FILE_ATTRIBUTE_* (pure; used by `winfsp`).
+pub mod winmap;
+
 /// The WinFsp adapter (Windows).
 #[cfg(windows)]
 pub mod winfsp;

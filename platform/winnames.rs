@@ -160,6 +160,15 @@ impl DirNames {
         table
     }
 
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.to_win.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.to_win.is_empty()
+    }
+
     /// The Windows name of a server name of this folder.
     pub fn windows_name(&self, server: &str) -> Option<&str> {
         self.to_win.get(server).map(String::as_str)

@@ -4,6 +4,7 @@ the test server): `prepare` writes the data set; `run` measures cells-mount, its
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -181,7 +182,7 @@ def measure_client(cfg, mount, prefix, results):
 
     attempt(results, f"{prefix}_restart_live", lambda: median_of(repeats, restart_once))
     if restart:
-        results[f"{prefix}_restart_start"] = sorted(total for _, total in restart)[len(restart) // 2]
+        results[f"{prefix}_restart_start"] = statistics.median(total for _, total in restart)
     else:
         results[f"{prefix}_restart_start"] = results[f"{prefix}_restart_live"]
 

@@ -4,7 +4,9 @@
 //! the `cells-cache` crate (content on disk), then the file-system core and the platform
 //! adapters that translate kernel requests onto it.
 
+pub mod auth;
 pub mod client;
+pub mod config;
 #[cfg(unix)]
 pub mod control;
 pub mod fs;

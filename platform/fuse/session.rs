@@ -23,6 +23,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Try FUSE passthrough for fully cached files (Linux 6.9+, needs CAP_SYS_ADMIN).
     pub passthrough: bool,
+    /// Platform-specific `-o` options passed through as they are (macFUSE's `volname` and
+    /// `volicon`, built and checked by `platform::macos`).
+    pub extra: Vec<String>,
 }
 
 impl Default for MountOptions {
@@ -31,6 +34,7 @@ impl Default for MountOptions {
             allow_other: false,
             threads: 4,
             passthrough: true,
+            extra: Vec::new(),
         }
     }
 }
@@ -45,6 +49,11 @@ fn fuser_config(opts: &MountOptions) -> Config {
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
+    for option in &opts.extra {
+        config
+            .mount_options
+            .push(MountOption::CUSTOM(option.clone()));
+    }
     if opts.allow_other {
         config.acl = SessionACL::All;
         config.mount_options.push(MountOption::AutoUnmount);

@@ -25,6 +25,13 @@ pub struct MountArgs {
     /// File holding the personal access token; must not be readable by group or others (0600).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// Account from `cells-mount login` [default: the default account, when neither
+    /// --server nor a token is given].
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// PEM certificate of a private CA that signed the server's certificate.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
     /// Workspace slug to mount (e.g. personal-files); all workspaces when absent.
     #[arg(long, value_name = "SLUG")]
     pub workspace: Option<String>,
@@ -34,9 +41,10 @@ pub struct MountArgs {
     /// Metadata index and upload journal [default: ~/.config/pydio/cells-mount/<account>]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Maximum size of the content cache (K, M, G, T suffixes).
-    #[arg(long, default_value = "10G", value_name = "SIZE")]
-    pub cache_size: String,
+    /// Maximum size of the content cache (K, M, G, T suffixes) [default: config's
+    /// `defaults.cache_size`, else 10G].
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<String>,
     /// Stay in the foreground instead of detaching once mounted.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -48,11 +56,28 @@ pub struct MountArgs {
     pub verbose: u8,
 }
 
+/// How a mount authenticates.
+pub enum Credentials {
+    /// A personal access token given on the command line or in the environment.
+    Token(Secret),
+    /// A saved account; its secret is loaded after the daemon forks (the keyring client
+    /// starts threads).
+    Account {
+        name: String,
+        config_dir: PathBuf,
+        account: cells_mount::config::AccountConfig,
+    },
+}
+
 /// Everything `mount` needs, validated.
 pub struct MountPlan {
     pub mountpoint: PathBuf,
     pub server: String,
-    pub token: Secret,
+    pub credentials: Credentials,
+    /// Extra trusted CA (`--ca-cert`, or the account's).
+    pub ca_cert: Option<PathBuf>,
+    /// `-v` count, for the log set-up once the state directory exists.
+    pub verbose: u8,
     pub workspace: Option<String>,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -63,24 +88,90 @@ pub struct MountPlan {
 
 impl MountArgs {
     pub fn validate(self) -> Result<MountPlan, String> {
-        let server = self
-            .server
-            .filter(|s| !s.trim().is_empty())
-            .ok_or("no server given: use --server URL or set CELLS_SERVER")?;
-        let token = match (&self.token_file, self.token) {
-            (Some(path), _) => read_token_file(path)?,
-            (None, Some(t)) if !t.trim().is_empty() => Secret::new(t.trim()),
+        use cells_mount::config::{Config, config_dir};
+        let explicit = self.server.is_some() || self.token.is_some() || self.token_file.is_some();
+        let use_account = self.account.is_some() || !explicit;
+        // The config only matters without --server, or for its defaults: an unreadable one
+        // is an error only when it is needed.
+        let config = match use_account {
+            true => {
+                let dir = config_dir().map_err(|e| e.to_string())?;
+                Some((Config::load(&dir).map_err(|e| e.to_string())?, dir))
+            }
+            false => config_dir()
+                .ok()
+                .and_then(|dir| Config::load(&dir).ok().map(|c| (c, dir))),
+        };
+        let defaults = config
+            .as_ref()
+            .map(|(c, _)| c.defaults.clone())
+            .unwrap_or_default();
+        let (server, credentials, account_ca) = match (use_account, &config) {
+            (true, Some((cfg, dir))) => {
+                if self.token.is_some() || self.token_file.is_some() {
+                    return Err("--account and a token (--token, --token-file or CELLS_TOKEN)                                 exclude each other"
+                        .into());
+                }
+                let (name, account) = cfg.account(self.account.as_deref()).map_err(|e| {
+                    format!("{e}\n(or mount without an account: --server URL --token-file PATH)")
+                })?;
+                if let Some(s) = self.server.as_deref().filter(|s| {
+                    s.trim().trim_end_matches('/') != account.server.trim_end_matches('/')
+                }) {
+                    return Err(format!(
+                        "--server {s} differs from account {name}'s server {}",
+                        account.server
+                    ));
+                }
+                let ca = account.ca_cert.clone();
+                let server = account.server.clone();
+                let creds = Credentials::Account {
+                    name,
+                    config_dir: dir.clone(),
+                    account,
+                };
+                (server, creds, ca)
+            }
             _ => {
-                return Err("no token given: use --token-file PATH, --token or CELLS_TOKEN".into());
+                let server = self
+                    .server
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or("no server given: use --server URL or set CELLS_SERVER")?;
+                let token = match (&self.token_file, self.token) {
+                    (Some(path), _) => read_token_file(path)?,
+                    (None, Some(t)) if !t.trim().is_empty() => Secret::new(t.trim()),
+                    _ => {
+                        return Err(
+                            "no token given: use --token-file PATH, --token or CELLS_TOKEN".into(),
+                        );
+                    }
+                };
+                (server, Credentials::Token(token), None)
             }
         };
-        if let Some(ws) = &self.workspace {
+        let workspace = self.workspace.or(defaults.workspace);
+        let cache_size = self
+            .cache_size
+            .or(defaults.cache_size)
+            .unwrap_or_else(|| "10G".to_owned());
+        let ca_cert = self
+            .ca_cert
+            .map(|p| absolute(&p))
+            .transpose()?
+            .or(account_ca);
+        if let Some(ws) = &workspace {
             cells_mount::names::validate_name(ws)
                 .map_err(|e| format!("--workspace {ws:?}: {e}"))?;
         }
-        let cache_size = parse_size(&self.cache_size).map_err(|e| format!("--cache-size: {e}"))?;
+        let cache_size = parse_size(&cache_size).map_err(|e| format!("--cache-size: {e}"))?;
         let mountpoint = check_mountpoint_path(&self.mountpoint)?;
-        let account = account_id(&server, self.workspace.as_deref());
+        // Two accounts on one server (two users) must never share a cache or an index.
+        let account = match &credentials {
+            Credentials::Account { name, .. } => {
+                account_id(&format!("{server}\0{name}"), workspace.as_deref())
+            }
+            Credentials::Token(_) => account_id(&server, workspace.as_deref()),
+        };
         let cache_dir = match self.cache_dir {
             Some(d) => absolute(&d)?,
             None => base_dir("XDG_CACHE_HOME", ".cache")?
@@ -97,8 +188,10 @@ impl MountArgs {
         Ok(MountPlan {
             mountpoint,
             server,
-            token,
-            workspace: self.workspace,
+            credentials,
+            ca_cert,
+            verbose: self.verbose,
+            workspace,
             cache_dir,
             state_dir,
             cache_size,
@@ -110,15 +203,22 @@ impl MountArgs {
 
 /// Reads a token file, refusing one that group or others can read: a leaked token is a
 /// leaked account.
-fn read_token_file(path: &Path) -> Result<Secret, String> {
-    use std::os::unix::fs::PermissionsExt;
+pub fn read_token_file(path: &Path) -> Result<Secret, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("--token-file {shown}: {e}"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "--token-file {shown} is readable by others (mode {mode:04o}); run: chmod 600 {shown}"
-        ));
+    // Windows has no mode bits: a file in the user's profile is private by its inherited ACL.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "--token-file {shown} is readable by others (mode {mode:04o}); run: chmod 600 {shown}"
+            ));
+        }
+    }
+    if !meta.is_file() {
+        return Err(format!("--token-file {shown}: not a file"));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {shown}: {e}"))?;
     let token = text.trim();
@@ -190,10 +290,12 @@ mod tests {
             server: Some("https://cells.example".into()),
             token: None,
             token_file: None,
+            account: None,
+            ca_cert: None,
             workspace: Some("personal-files".into()),
             cache_dir: Some(dir.join("cache")),
             state_dir: Some(dir.join("state")),
-            cache_size: "1G".into(),
+            cache_size: Some("1G".into()),
             foreground: true,
             allow_other: false,
             verbose: 0,
@@ -218,7 +320,9 @@ mod tests {
         let mut a = args(dir.path());
         a.token_file = Some(file);
         let plan = a.validate().expect("valid");
-        assert_eq!(plan.token.expose(), "s3cr3t-token-value");
+        assert!(
+            matches!(&plan.credentials, Credentials::Token(t) if t.expose() == "s3cr3t-token-value")
+        );
         assert_eq!(plan.cache_size, 1 << 30);
     }
 
@@ -237,7 +341,7 @@ mod tests {
         );
         let mut a = args(dir.path());
         a.token = Some("t0ken".into());
-        a.cache_size = "lots".into();
+        a.cache_size = Some("lots".into());
         assert!(
             a.validate()
                 .err()

@@ -1,12 +1,14 @@
 //! Composition of a running mount, in one place: Cells client + content cache + metadata
 //! index + file-system core + change feed. The FUSE session is attached by `mount`.
 
-use super::args::MountPlan;
+use super::args::{Credentials, MountPlan};
 use cells_cache::{Cache, CacheConfig};
 use cells_mount::client::{CellsClient, ClientConfig, ClientError};
+#[cfg(unix)]
 use cells_mount::control::MountView;
 use cells_mount::fs::{CellsFs, FsConfig};
 use cells_mount::meta::MetaStore;
+#[cfg(unix)]
 use cells_mount::platform::fuse::FuseInvalidator;
 use cells_mount::sync::{Journal, Uploader, UploaderConfig};
 use std::sync::Arc;
@@ -23,8 +25,11 @@ pub struct Core {
     uploader: Arc<Uploader>,
     /// Tells the uploader when the server is reachable again.
     online: JoinHandle<()>,
-    /// Read by the control socket (`status`, `unmount` draining the queue).
+    /// Read by the control socket (`status`, `unmount` draining the queue); no control
+    /// socket on Windows yet.
+    #[cfg_attr(windows, allow(dead_code))]
     cache: Arc<Cache>,
+    #[cfg_attr(windows, allow(dead_code))]
     journal: Arc<Journal>,
 }
 
@@ -34,6 +39,7 @@ impl Core {
     }
 
     /// What the control socket answers from: handles on this core, the cache and journal.
+    #[cfg(unix)]
     pub fn control_view(
         &self,
         plan: &MountPlan,
@@ -52,10 +58,12 @@ impl Core {
             connectivity: self.fs.clone(),
             cache: self.cache.clone(),
             journal: Some(self.journal.clone()),
+            pins: Some(self.fs.clone()),
         })
     }
 
     /// Connects the core to the mounted session's kernel cache invalidation.
+    #[cfg(unix)]
     pub fn attach(&self, invalidator: Arc<FuseInvalidator>) {
         self.fs.set_invalidator(invalidator);
     }
@@ -75,12 +83,41 @@ impl Core {
 }
 
 pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
-    let client_cfg = ClientConfig::new(&plan.server, plan.token.clone())
-        .map_err(|e| format!("--server: {e}"))?;
-    let client =
-        CellsClient::new(client_cfg).map_err(|e| format!("cannot set up the Cells client: {e}"))?;
+    let (token, source, oidc) = match &plan.credentials {
+        Credentials::Token(t) => (t.clone(), None, None),
+        Credentials::Account {
+            name,
+            config_dir,
+            account,
+        } => {
+            let (name, dir, account) = (name.clone(), config_dir.clone(), account.clone());
+            let auth = tokio::task::spawn_blocking(move || {
+                cells_mount::auth::open_account(&dir, &name, &account)
+            })
+            .await
+            .map_err(|e| format!("loading the account's credentials: {e}"))?
+            .map_err(|e| e.to_string())?;
+            (auth.token, Some(auth.source), auth.oidc)
+        }
+    };
+    let mut client_cfg =
+        ClientConfig::new(&plan.server, token).map_err(|e| format!("--server: {e}"))?;
+    client_cfg.extra_ca_pem = plan.ca_cert.clone();
+    let client = match source {
+        Some(tokens) => CellsClient::with_token_source(client_cfg, tokens),
+        None => CellsClient::new(client_cfg),
+    }
+    .map_err(|e| format!("cannot set up the Cells client: {e}"))?;
+    // Refreshes OIDC tokens ahead of expiry; ends when the client (its token source) goes.
+    if let Some(tokens) = &oidc {
+        drop(tokens.spawn_keeper());
+    }
+    #[cfg(unix)]
     // SAFETY: getuid/getgid cannot fail and have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // Windows has no uid/gid; the WinFsp adapter shows ownership through its ACL.
+    #[cfg(windows)]
+    let (uid, gid) = (0, 0);
     let fs_cfg = FsConfig {
         workspace: plan.workspace.clone(),
         uid,
@@ -159,6 +196,8 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         })
     };
     let feed = fs.spawn_feed(client.subscribe());
+    // Ends with the core (it holds it only while a pass runs).
+    drop(fs.spawn_pins());
     Ok(Core {
         fs,
         feed,
@@ -185,7 +224,8 @@ async fn check_server(
     match tokio::time::timeout(STARTUP_PROBE, client.stat(root)).await {
         Ok(Ok(_)) => Ok(Reachability::Online),
         Ok(Err(ClientError::Unauthorized(_))) => Err(
-            "the server refused the token (expired or revoked?); create a new personal access token"
+            "the server refused the credentials (expired or revoked?): log in again with \
+             `cells-mount login SERVER`, or create a new personal access token"
                 .into(),
         ),
         Ok(Err(ClientError::NotFound(_))) => {

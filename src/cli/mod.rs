@@ -1,11 +1,15 @@
 //! The command line: `mount` (also the shorthand `cells-mount MOUNTPOINT`), `unmount`,
 //! `status` and `hash`. Parsing and dispatch only; each command lives in its own module.
 
+mod accounts;
 mod args;
 mod compose;
 mod daemon;
+mod login;
 mod mount;
 mod mountpoint;
+mod pin;
+mod service;
 mod size;
 mod status;
 mod unmount;
@@ -30,10 +34,20 @@ struct Cli {
 enum Command {
     /// Mount a workspace (shorthand: `cells-mount MOUNTPOINT ...`).
     Mount(args::MountArgs),
+    /// Log in to a Cells server (browser, or --token-file) and save the account.
+    Login(login::LoginArgs),
+    /// List the saved accounts (`accounts default NAME`, `accounts remove NAME`).
+    Accounts(accounts::AccountsArgs),
+    /// Mount a folder at every login (systemd user unit; launchd agent on macOS).
+    Service(service::ServiceArgs),
     /// Unmount a cells-mount folder once pending uploads are done (--force: at once).
     Unmount(unmount::UnmountArgs),
     /// Show a mount's state (connection, upload queue, conflicts, cache), or a path's.
     Status(status::StatusArgs),
+    /// Keep files or folders of a mount available offline (fetches them now).
+    Pin(pin::PinArgs),
+    /// Stop keeping files or folders offline (their content may be evicted again).
+    Unpin(pin::UnpinArgs),
     /// Print the Cells content hash of files, like md5sum (`HASH  FILE`).
     Hash {
         #[arg(required = true)]
@@ -41,7 +55,9 @@ enum Command {
     },
 }
 
-const SUBCOMMANDS: &[&str] = &["mount", "unmount", "status", "hash", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "mount", "unmount", "status", "hash", "help", "pin", "unpin", "login", "accounts", "service",
+];
 
 /// `cells-mount DIR [options]` means `cells-mount mount DIR [options]`: a first argument that
 /// is neither an option nor a subcommand name is a mountpoint.
@@ -55,50 +71,36 @@ fn expand_shorthand(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
-/// Targets whose verbose logs would contain secrets: the SigV4 signer logs its credentials
-/// (the access key is the user's token) and the canonical request at TRACE level. They are
-/// capped whatever `RUST_LOG` says.
-const SECRET_BEARING_TARGETS: &[&str] = &[
-    "aws_sigv4",
-    "aws_smithy_runtime_api",
-    "aws_credential_types",
-];
-
+/// Logging to stderr for the short-lived commands; `mount` sets up its own (with rotated log
+/// files in its state directory) once that directory exists. The filter always caps the
+/// targets that log secrets (`cells_mount::config::logs::SECRET_BEARING_TARGETS`).
 fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "cells_mount=info",
-        1 => "cells_mount=debug",
-        _ => "cells_mount=trace,fuser=debug",
-    };
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CELLS_MOUNT_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    for target in SECRET_BEARING_TARGETS {
-        if let Ok(directive) = format!("{target}=warn").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = cells_mount::config::logs::init(verbose, None, true);
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(expand_shorthand(std::env::args_os().collect()));
     match cli.command {
-        Command::Mount(args) => {
-            init_logging(args.verbose);
-            match args.validate() {
-                Ok(plan) => mount::run(plan),
-                Err(e) => {
-                    eprintln!("cells-mount: {e}");
-                    ExitCode::from(2)
-                }
+        Command::Mount(args) => match args.validate() {
+            Ok(plan) => mount::run(plan),
+            Err(e) => {
+                eprintln!("cells-mount: {e}");
+                ExitCode::from(2)
             }
+        },
+        Command::Login(args) => {
+            init_logging(0);
+            login::run(args)
         }
+        Command::Accounts(args) => {
+            init_logging(0);
+            accounts::run(args)
+        }
+        Command::Service(args) => service::run(args),
         Command::Unmount(args) => unmount::run(args),
         Command::Status(args) => status::run(args),
+        Command::Pin(args) => pin::run_pin(args),
+        Command::Unpin(args) => pin::run_unpin(args),
         Command::Hash { files } => hash(files),
     }
 }
@@ -155,7 +157,7 @@ mod tests {
         let Command::Mount(a) = cli.command else {
             panic!("not mount")
         };
-        assert_eq!((a.verbose, a.cache_size.as_str()), (2, "2G"));
+        assert_eq!((a.verbose, a.cache_size.as_deref()), (2, Some("2G")));
         assert!(
             Cli::try_parse_from(["cm", "mount", "/m", "--token", "a", "--token-file", "/f"])
                 .is_err()

@@ -21,6 +21,13 @@ pub fn run(plan: MountPlan) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Log files rotate daily in STATE/logs (a week kept); stderr too in the foreground (a
+    // detached mount's stderr is STATE/cells-mount.log, for what escapes tracing).
+    let log_dir = plan.state_dir.join(cells_mount::config::logs::LOG_DIR);
+    if let Err(e) = cells_mount::config::logs::init(plan.verbose, Some(&log_dir), plan.foreground) {
+        eprintln!("cells-mount: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut readiness = if plan.foreground {
         Readiness::foreground()
     } else {
@@ -92,6 +99,7 @@ fn serve(plan: &MountPlan, readiness: &mut Readiness) -> Result<(), String> {
     };
     let opts = MountOptions {
         allow_other: plan.allow_other,
+        extra: platform_mount_options(plan)?,
         ..MountOptions::default()
     };
     let mount = FuseMount::mount(
@@ -173,4 +181,20 @@ fn start_control(
             None
         }
     }
+}
+
+/// Finder shows the volume under the workspace's name (macFUSE `volname`).
+#[cfg(target_os = "macos")]
+fn platform_mount_options(plan: &MountPlan) -> Result<Vec<String>, String> {
+    use cells_mount::platform::macos::{FinderLook, default_volume_name, macfuse_options};
+    macfuse_options(&FinderLook {
+        volume_name: default_volume_name(plan.workspace.as_deref()),
+        icon: None,
+    })
+}
+
+/// Other platforms need no extra mount options.
+#[cfg(not(target_os = "macos"))]
+fn platform_mount_options(_plan: &MountPlan) -> Result<Vec<String>, String> {
+    Ok(Vec::new())
 }

@@ -108,6 +108,14 @@ fn status_table(s: &StatusReport) -> String {
             human_bytes(s.cache_pinned_bytes)
         ),
     ));
+    out.push(row(
+        "Pinned",
+        match (s.pinned_files, s.pin_pending_files) {
+            (0, _) => "nothing".into(),
+            (n, 0) => format!("{}, all offline", files_and_bytes(n, s.pinned_bytes)),
+            (n, p) => format!("{}, {p} still fetching", files_and_bytes(n, s.pinned_bytes)),
+        },
+    ));
     out.join("\n")
 }
 
@@ -173,6 +181,9 @@ mod tests {
             cache_bytes: 0,
             cache_limit_bytes: 1 << 30,
             cache_pinned_bytes: 0,
+            pinned_files: 3,
+            pinned_bytes: 3 << 20,
+            pin_pending_files: 1,
         };
         let t = status_table(&s);
         for needle in [
@@ -181,6 +192,7 @@ mod tests {
             "/b: quota exceeded",
             "saved as",
             "1.0 GiB",
+            "3 files (3.0 MiB), 1 still fetching",
         ] {
             assert!(t.contains(needle), "{needle} missing in:\n{t}");
         }

@@ -3,6 +3,7 @@
 //! answering from a [`MountView`]) and the CLI's client (`client`).
 
 pub mod client;
+mod pin_server;
 pub mod proto;
 pub mod server;
 pub mod socket;

@@ -13,7 +13,7 @@ pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 pub const MAX_REPLY_LINE: usize = 16 * 1024 * 1024;
 
 /// The command names this build answers, for the "unknown command" reply.
-pub const COMMANDS: &[&str] = &["status", "drain", "unmount", "path_state"];
+pub const COMMANDS: &[&str] = &["status", "drain", "unmount", "path_state", "pin", "unpin"];
 
 /// What the CLI asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,12 @@ pub enum Command {
     },
     /// One [`Reply::PathState`]; `path` is relative to the mount root, `/`-separated.
     PathState { path: String },
+    /// Records pins on `paths` (relative to the mount root, `""` = all of it), then
+    /// [`Reply::PinProgress`] lines until the pinned content is local, then one
+    /// [`Reply::Pinned`]. A client may hang up after the first line (`--no-wait`).
+    Pin { paths: Vec<String> },
+    /// One [`Reply::Unpinned`]: the pins are gone, their content may be evicted again.
+    Unpin { paths: Vec<String> },
 }
 
 /// A request line: the version, then the command's fields.
@@ -102,6 +108,25 @@ pub struct StatusReport {
     pub cache_bytes: u64,
     pub cache_limit_bytes: u64,
     pub cache_pinned_bytes: u64,
+    /// Files covered by pins, the sum of their sizes, and how many are not all local yet.
+    #[serde(default)]
+    pub pinned_files: u64,
+    #[serde(default)]
+    pub pinned_bytes: u64,
+    #[serde(default)]
+    pub pin_pending_files: u64,
+}
+
+/// Where a pin request stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinReport {
+    pub online: bool,
+    pub files_total: u64,
+    pub files_done: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    /// Files that could not be pinned or fetched (retried in the background).
+    pub errors: Vec<PathError>,
 }
 
 /// The upload queue as drain progress and unmount outcome report it.
@@ -139,6 +164,13 @@ pub enum Reply {
         error: Option<String>,
     },
     PathState(PathStateReport),
+    PinProgress(PinReport),
+    /// Every pinned file was handled: local, or listed in `errors`.
+    Pinned(PinReport),
+    /// The pins were removed; `files` had their content released to eviction.
+    Unpinned {
+        files: u64,
+    },
     Error {
         message: String,
     },
@@ -225,6 +257,12 @@ mod tests {
             Command::PathState {
                 path: "a dir/é.txt".into(),
             },
+            Command::Pin {
+                paths: vec!["a".into(), "".into()],
+            },
+            Command::Unpin {
+                paths: vec!["b/c".into()],
+            },
         ] {
             let line = encode_line(&Request::new(cmd.clone()));
             assert_eq!(line.last(), Some(&b'\n'));
@@ -251,6 +289,18 @@ mod tests {
                 }],
             }),
             Reply::Unmounted { error: None },
+            Reply::Pinned(PinReport {
+                online: true,
+                files_total: 3,
+                files_done: 2,
+                bytes_total: 30,
+                bytes_done: 20,
+                errors: vec![PathError {
+                    path: "ws/x".into(),
+                    reason: "not pinned: no room".into(),
+                }],
+            }),
+            Reply::Unpinned { files: 4 },
             Reply::Error {
                 message: "nope".into(),
             },

@@ -30,7 +30,7 @@ pub struct UnmountRequest {
 }
 
 /// How the unmount went, once known (`None` until then).
-type Outcome = Option<Result<(), String>>;
+pub(super) type Outcome = Option<Result<(), String>>;
 
 /// The running control server. Dropping it stops serving and removes the socket.
 pub struct ControlServer {
@@ -39,10 +39,10 @@ pub struct ControlServer {
     finished: watch::Sender<Outcome>,
 }
 
-struct Shared {
-    view: Arc<MountView>,
+pub(super) struct Shared {
+    pub(super) view: Arc<MountView>,
     unmount: mpsc::Sender<UnmountRequest>,
-    finished: watch::Receiver<Outcome>,
+    pub(super) finished: watch::Receiver<Outcome>,
 }
 
 impl ControlServer {
@@ -207,6 +207,8 @@ async fn handle(cmd: Command, shared: &Shared, write: &mut OwnedWriteHalf) -> st
             send(write, reply).await
         }
         Command::Drain => drain(shared, write).await,
+        Command::Pin { paths } => super::pin_server::pin(shared, paths, write).await,
+        Command::Unpin { paths } => super::pin_server::unpin(shared, paths, write).await,
         Command::Unmount { force } => {
             let report = blocking(move || Reply::Unmounting(view.queue())).await;
             if shared.unmount.try_send(UnmountRequest { force }).is_err()
@@ -265,7 +267,7 @@ async fn drain(shared: &Shared, write: &mut OwnedWriteHalf) -> std::io::Result<(
 }
 
 /// Waits until the mount process reports how unmounting went (`None`: it went away).
-async fn wait_finished(finished: &mut watch::Receiver<Outcome>) -> Outcome {
+pub(super) async fn wait_finished(finished: &mut watch::Receiver<Outcome>) -> Outcome {
     finished
         .wait_for(Option::is_some)
         .await
@@ -282,7 +284,7 @@ async fn blocking(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
         })
 }
 
-async fn send(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result<()> {
+pub(super) async fn send(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result<()> {
     write.write_all(&proto::encode_reply(reply)).await?;
     write.flush().await
 }

@@ -53,6 +53,7 @@ fn harness() -> Harness {
         connectivity: link.clone(),
         cache,
         journal: Some(journal.clone()),
+        pins: None,
     });
     let socket = dir.path().join("run/c.sock");
     let (tx, unmounts) = mpsc::channel(1);
@@ -238,6 +239,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
             Cache::open(CacheConfig::new(h._dir.path().join("cache2"), 1 << 20)).expect("cache"),
         ),
         journal: None,
+        pins: None,
     });
     let live = ControlServer::start_at(&h.socket, view.clone(), tx.clone());
     assert!(live.is_err_and(|e| e.contains("already serves")));

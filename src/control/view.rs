@@ -1,9 +1,9 @@
 //! What the control server reads from the running mount: the handles it is given
 //! ([`MountView`]) and the answers built from them (status, queue, one path's state).
 
-use super::proto::{PathError, PathStateReport, QueueReport, StatusReport};
+use super::proto::{PathError, PathStateReport, PinReport, QueueReport, StatusReport};
 use crate::client::Remote;
-use crate::fs::CellsFs;
+use crate::fs::{CellsFs, PinControl, PinProgress};
 use crate::names::{RemotePath, validate_name};
 use crate::sync::{Journal, OpState, QueueStats};
 use cells_cache::Cache;
@@ -38,6 +38,8 @@ pub struct MountView {
     pub cache: Arc<Cache>,
     /// `None` for a mount without a write path (nothing is ever pending).
     pub journal: Option<Arc<Journal>>,
+    /// `None` for a mount without offline pins (pin commands are refused).
+    pub pins: Option<Arc<dyn PinControl>>,
 }
 
 impl MountView {
@@ -74,6 +76,7 @@ impl MountView {
     pub fn status(&self) -> StatusReport {
         let stats = self.queue_stats();
         let usage = self.cache.usage();
+        let pins = self.pins.as_ref().map(|p| p.counts()).unwrap_or_default();
         let offline_since = self.connectivity.offline_since_ms();
         StatusReport {
             server: self.server.clone(),
@@ -90,7 +93,21 @@ impl MountView {
             cache_bytes: usage.bytes,
             cache_limit_bytes: usage.limit_bytes,
             cache_pinned_bytes: usage.pinned_bytes,
+            pinned_files: pins.pinned_files,
+            pinned_bytes: pins.pinned_bytes,
+            pin_pending_files: pins.pending_files,
         }
+    }
+
+    /// The remote paths of `relative` paths (`""` = the mount root), for pin and unpin.
+    pub fn remote_paths(&self, relative: &[String]) -> Result<Vec<RemotePath>, String> {
+        if relative.is_empty() {
+            return Err("no path given".into());
+        }
+        relative
+            .iter()
+            .map(|r| self.resolve(r).map(|(remote, _)| remote))
+            .collect()
     }
 
     /// The state of `relative` (a `/`-separated path below the mount root): the journal's
@@ -109,10 +126,17 @@ impl MountView {
         let state = tokio::task::spawn_blocking(move || read_state_xattr(&local))
             .await
             .map_err(|e| format!("reading the state: {e}"))??;
+        let pinned = self.pins.as_ref().is_some_and(|p| p.covers(&remote));
+        let detail = match state.as_str() {
+            "pinned" => None,
+            "folder" if pinned => Some("pinned: kept offline".to_owned()),
+            _ if pinned => Some("pinned; content still being fetched".to_owned()),
+            _ => None,
+        };
         Ok(PathStateReport {
             path: relative.to_owned(),
             state,
-            detail: None,
+            detail,
         })
     }
 
@@ -221,5 +245,17 @@ fn lgetxattr(path: &std::ffi::CStr, name: &std::ffi::CStr, buf: &mut [u8]) -> is
             0,
             libc::XATTR_NOFOLLOW,
         )
+    }
+}
+
+/// A pin's progress as the control protocol reports it.
+pub fn pin_report(p: PinProgress) -> PinReport {
+    PinReport {
+        online: p.online,
+        files_total: p.files_total,
+        files_done: p.files_done,
+        bytes_total: p.bytes_total,
+        bytes_done: p.bytes_done,
+        errors: path_errors(p.errors),
     }
 }

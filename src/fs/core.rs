@@ -61,6 +61,8 @@ pub struct CellsFs<R: Remote> {
     pub(super) write_setup: OnceLock<super::write::WriteSetup>,
     /// Inodes open for writing: their shared staging state.
     pub(super) writes: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
+    /// Offline pins: roots, worker wake-ups and progress.
+    pub(super) pins: super::pin::PinState,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +81,7 @@ impl<R: Remote> CellsFs<R> {
     ) -> FsResult<Arc<Self>> {
         let root_path = Self::root_path_for(&cfg)?;
         let offline = Arc::new(OfflineState::default());
+        let pins = super::pin::PinState::load(cache.clone(), &meta);
         let store = ContentStore::new(cache, cfg.chunk_size);
         let fetcher = Arc::new(Fetcher::new(
             remote.clone(),
@@ -105,6 +108,7 @@ impl<R: Remote> CellsFs<R> {
             weak_self: weak.clone(),
             write_setup: OnceLock::new(),
             writes: Mutex::default(),
+            pins,
         }))
     }
 

@@ -29,10 +29,16 @@ impl<R: Remote> CellsFs<R> {
 
     /// Applies one feed item to the index and the kernel's caches.
     pub async fn apply_feed_item(&self, item: FeedItem) -> super::FsResult<()> {
-        match item {
+        let pinned = self.pin_touched(&item);
+        let res = match item {
             FeedItem::Resync => self.meta(|m| m.mark_all_stale()).await,
             FeedItem::Event(ev) => self.apply_event(ev).await,
+        };
+        if pinned {
+            // After the index has the change, so the pin worker sees it.
+            self.pins.wake.notify_one();
         }
+        res
     }
 
     /// True for nodes below the mount root (events about other workspaces are ignored).

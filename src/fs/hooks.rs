@@ -102,6 +102,21 @@ impl<R: Remote> CellsFs<R> {
         }
     }
 
+    /// A local delete was refused because the server has a newer version: the file comes
+    /// back at once (not at the next listing), marked as a conflict.
+    async fn on_kept_remote(&self, snap: (HashSet<String>, i64), path: RemotePath) {
+        match self.remote.stat(&path).await {
+            Ok(node) => {
+                self.on_uploaded(snap, path.clone(), Some(node)).await;
+                self.on_state(path, LocalState::Conflict, None).await;
+            }
+            Err(e) => {
+                self.sweep(snap).await;
+                tracing::warn!("could not read back {path}, kept on the server: {e}");
+            }
+        }
+    }
+
     async fn on_state(&self, path: RemotePath, state: LocalState, reason: Option<String>) {
         let res = self
             .meta(move |m| {
@@ -155,10 +170,10 @@ impl<R: Remote> SyncHooks for CoreHooks<R> {
     }
 
     fn kept_remote(&self, path: &RemotePath) {
-        self.run(
-            Some(path),
-            move |fs, snap| async move { fs.sweep(snap).await },
-        );
+        let p = path.clone();
+        self.run(Some(path), move |fs, snap| async move {
+            fs.on_kept_remote(snap, p).await
+        });
     }
 
     fn error(&self, path: &RemotePath, reason: &str) {

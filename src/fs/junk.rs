@@ -16,6 +16,8 @@ pub fn is_desktop_junk(name: &str) -> bool {
     EXACT.iter().any(|j| name.eq_ignore_ascii_case(j))
         || name.starts_with("._")
         || name.starts_with(".Trash-")
+        // Office's lock files (`~$Report.docx`), written next to every open document.
+        || name.starts_with("~$")
 }
 
 #[cfg(test)]
@@ -36,6 +38,7 @@ mod tests {
             ".xdg-volume-info",
             "autorun.inf",
             "THUMBS.DB",
+            "~$Report.docx",
         ] {
             assert!(is_desktop_junk(junk), "{junk}");
         }

@@ -13,7 +13,12 @@ mod hooks;
 pub mod junk;
 mod mutate;
 mod offline;
+mod open_staging;
 mod ops;
+mod pin;
+#[cfg(test)]
+mod pin_tests;
+mod pin_worker;
 mod read;
 mod readahead;
 mod write;
@@ -29,4 +34,5 @@ pub use config::FsConfig;
 pub use core::CellsFs;
 pub use errors::from_client_error;
 pub use hooks::CoreHooks;
+pub use pin::{PinControl, PinCounts, PinProgress};
 pub use write::WriteSetup;

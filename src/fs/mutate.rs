@@ -43,11 +43,10 @@ impl<R: Remote> CellsFs<R> {
             std::fs::create_dir_all(dir).map_err(super::write::io_error)?;
         }
         // Staging files of a previous run were never handed over (a crash before close):
-        // like unsaved data in any file system, they are gone.
-        if let Ok(entries) = std::fs::read_dir(&open_dir) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
+        // their edits are journaled now rather than lost.
+        let recovered = self.recover_open_files(&journal, &open_dir)?;
+        if recovered > 0 {
+            tracing::warn!("{recovered} unsaved edit(s) recovered after a crash");
         }
         let setup = WriteSetup {
             journal,

@@ -6,6 +6,8 @@
 use super::api::*;
 use super::core::{CellsFs, lock};
 use super::fetch::Source;
+pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
+use super::open_staging::{private_file, read_at, write_at};
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
 use std::fs::File;
@@ -48,44 +50,11 @@ pub(super) struct WriteBody {
     pub base: Option<ContentVersion>,
 }
 
-pub(super) fn io_error(e: std::io::Error) -> FsError {
-    match e.kind() {
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => FsError::NoSpace,
-        _ => FsError::Io(e.to_string()),
-    }
-}
-
 pub(super) fn sync_error(e: crate::sync::SyncError) -> FsError {
     match e {
         crate::sync::SyncError::Io(io) => io_error(io),
         other => FsError::Io(other.to_string()),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> FsResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(super::errors::from_join_error)?
-        .map_err(io_error)
-}
-
-fn private_file(path: &Path) -> std::io::Result<File> {
-    let mut opts = File::options();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)
-}
-
-pub(super) fn unix_secs(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn now_secs() -> i64 {
-    unix_secs(std::time::SystemTime::now())
 }
 
 impl<R: Remote> CellsFs<R> {
@@ -133,6 +102,14 @@ impl<R: Remote> CellsFs<R> {
                 }
             }
         };
+        if !junk {
+            // Durable before it can hold an edit: what reaches it from now on survives a kill.
+            let recorded = self.seal_initial(rec, &file, &path).await;
+            if let Err(e) = recorded {
+                self.drop_staging(&path).await;
+                return Err(e);
+            }
+        }
         let w = Arc::new(InodeWrite {
             ino: rec.ino,
             junk,
@@ -146,16 +123,31 @@ impl<R: Remote> CellsFs<R> {
                 base: rec.version.clone(),
             }),
         });
-        let mut map = lock(&self.writes);
-        if let Some(other) = map.get(&rec.ino).cloned() {
-            // Another open won the race: use its state, drop ours.
-            drop(map);
-            let _ = std::fs::remove_file(&path);
-            other.handles.fetch_add(1, Ordering::AcqRel);
-            return Ok(other);
+        let raced = {
+            let mut map = lock(&self.writes);
+            let other = map.get(&rec.ino).cloned();
+            if other.is_none() {
+                map.insert(rec.ino, w.clone());
+            }
+            other
+        };
+        let Some(other) = raced else { return Ok(w) };
+        // Another open won the race: use its state, drop ours (a junk file's path is the
+        // winner's too: it stays).
+        if !junk {
+            self.drop_staging(&path).await;
         }
-        map.insert(rec.ino, w.clone());
-        Ok(w)
+        other.handles.fetch_add(1, Ordering::AcqRel);
+        Ok(other)
+    }
+
+    /// Makes the initial content of a new staging file durable, then records it with the
+    /// version it holds, for crash recovery.
+    async fn seal_initial(&self, rec: &InodeRecord, file: &Arc<File>, path: &Path) -> FsResult<()> {
+        let f = file.clone();
+        blocking(move || f.sync_data()).await?;
+        self.record_staging(rec.ino, rec.path.as_str(), path, rec.version.clone())
+            .await
     }
 
     /// Copies the current content of `rec` into `file` (fetching what the cache lacks).
@@ -210,20 +202,32 @@ impl<R: Remote> CellsFs<R> {
                 write_at(&new, &buf[..n], at)?;
                 at += n as u64;
             }
+            new.sync_data()?;
             Ok(new)
         })
         .await;
-        match file {
-            Ok(f) => {
-                body.file = Arc::new(f);
-                body.disk_path = Some(path);
-                Ok(())
-            }
+        let file = match file {
+            Ok(f) => f,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                Err(e)
+                return Err(e);
             }
+        };
+        let rec = self.record(w.ino).await;
+        let recorded = match rec {
+            Ok(rec) => {
+                self.record_staging(w.ino, rec.path.as_str(), &path, body.base.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            self.drop_staging(&path).await;
+            return Err(e);
         }
+        body.file = Arc::new(file);
+        body.disk_path = Some(path);
+        Ok(())
     }
 
     pub(super) async fn write_to(&self, w: &InodeWrite, offset: u64, data: &[u8]) -> FsResult<u32> {
@@ -323,7 +327,7 @@ impl<R: Remote> CellsFs<R> {
         // The journal linked or moved our file: it must not change in place any more.
         body.disk_path = None;
         body.dirty = false;
-        let _ = std::fs::remove_file(&src);
+        self.drop_staging(&src).await;
         let version = ContentVersion {
             kind: HashKind::CellsHash,
             value: enqueued.cells_hash.clone(),
@@ -360,7 +364,7 @@ impl<R: Remote> CellsFs<R> {
         if let Some(path) = &body.disk_path
             && !w.junk
         {
-            let _ = std::fs::remove_file(path);
+            self.drop_staging(path).await;
         }
     }
 
@@ -373,29 +377,4 @@ impl<R: Remote> CellsFs<R> {
             )
         })
     }
-}
-
-#[cfg(unix)]
-fn write_at(f: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(f, buf, at)
-}
-
-#[cfg(unix)]
-fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(f, buf, at)
-}
-
-#[cfg(windows)]
-fn write_at(f: &File, mut buf: &[u8], mut at: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(f, buf, at)?;
-        buf = &buf[n..];
-        at += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(windows)]
-fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(f, buf, at)
 }

@@ -1,5 +1,5 @@
 //! Extended attributes that expose sync state to file managers and scripts:
-//! `user.cells.state`, `user.cells.hash`, `user.cells.uuid`.
+//! `user.cells.state`, `user.cells.hash`, `user.cells.uuid`, `user.cells.pinned`.
 
 use super::api::*;
 use super::core::CellsFs;
@@ -11,6 +11,8 @@ pub const XATTR_STATE: &str = "user.cells.state";
 pub const XATTR_HASH: &str = "user.cells.hash";
 pub const XATTR_UUID: &str = "user.cells.uuid";
 pub const XATTR_ERROR: &str = "user.cells.error";
+/// `yes` on pinned files and folders (kept offline); absent otherwise.
+pub const XATTR_PINNED: &str = "user.cells.pinned";
 
 impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
@@ -28,6 +30,9 @@ impl<R: Remote> CellsFs<R> {
         if rec.uuid.is_some() {
             names.push(XATTR_UUID.to_owned());
         }
+        if self.pins.covers(&rec.path) {
+            names.push(XATTR_PINNED.to_owned());
+        }
         Ok(names)
     }
 
@@ -43,6 +48,8 @@ impl<R: Remote> CellsFs<R> {
                 Some(v) => match self.fetcher.store().state(&v.cache_key()).await? {
                     EntryState::Absent => "online-only",
                     EntryState::Partial => "partial",
+                    // Pinned and all local: kept offline, never evicted.
+                    EntryState::Complete if self.pins.keeps(&rec.path, &v.cache_key()) => "pinned",
                     EntryState::Complete => "cached",
                 }
                 .to_owned(),
@@ -53,6 +60,7 @@ impl<R: Remote> CellsFs<R> {
                 .map(|v| v.value.clone())
                 .ok_or(FsError::NoAttr)?,
             Some(XATTR_UUID) => rec.uuid.clone().ok_or(FsError::NoAttr)?,
+            Some(XATTR_PINNED) if self.pins.covers(&rec.path) => "yes".to_owned(),
             _ => return Err(FsError::NoAttr),
         };
         Ok(value.into_bytes())

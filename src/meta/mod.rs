@@ -7,12 +7,16 @@
 mod apply;
 mod listing;
 mod local;
+mod open_files;
+mod pins;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 pub use listing::StagedNode;
 pub use local::{LocalState, NewLocal};
+pub use open_files::OpenStaging;
+pub use pins::PinnedContent;
 
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::{Ino, ROOT_INO};

@@ -85,6 +85,7 @@ pub fn open_connection(state_dir: &Path) -> Result<Connection, MetaError> {
         )?;
     }
     conn.execute_batch(TABLES)?;
+    super::pins::create_tables(&conn)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     // A listing interrupted by a crash left half a folder here; it is simply redone.
     conn.execute("DELETE FROM listing_stage", [])?;

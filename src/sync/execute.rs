@@ -162,8 +162,10 @@ async fn upload(
         }
     }
     let existing = stat_opt(ctx, path).await?;
+    let recreated = existing.is_none() && base.is_some();
     let conflicting = match &existing {
-        // New file, or edited here while deleted there: the edit survives, re-created.
+        // New file, or edited here while deleted there: the edit survives, re-created (and
+        // the latter is recorded, so the user learns the delete was undone).
         None => false,
         Some(node) if node.is_dir() => true,
         Some(node) => match &node.version {
@@ -211,7 +213,7 @@ async fn upload(
             "the server recorded a different content for {target}"
         )));
     }
-    if target != *path {
+    if target != *path || recreated {
         finish_conflict(ctx, path, &target).await?;
     }
     ctx.hooks.uploaded(&target, outcome.node.as_ref());

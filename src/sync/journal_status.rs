@@ -17,6 +17,10 @@ pub struct ConflictRecord {
 impl ConflictRecord {
     pub fn describe(&self) -> String {
         match &self.saved_as {
+            Some(s) if *s == self.path => format!(
+                "{}: deleted on the server while edited here; the local version was kept",
+                self.path
+            ),
             Some(s) => format!("{}: local version saved as {s}", self.path),
             None => format!("{}: not deleted, the server has a newer version", self.path),
         }

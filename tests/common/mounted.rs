@@ -19,6 +19,8 @@ pub struct Env {
     mount: Option<MountProcess>,
     /// Extra options for every mount of this environment (e.g. a small --cache-size).
     pub mount_args: Vec<String>,
+    /// The server's address once started: a restart reuses it, so mounts keep their URL.
+    addr: Option<std::net::SocketAddr>,
 }
 
 impl Env {
@@ -42,6 +44,7 @@ impl Env {
             server: None,
             mount: None,
             mount_args: Vec::new(),
+            addr: None,
         };
         env.start_server();
         env
@@ -66,12 +69,16 @@ impl Env {
     }
 
     pub fn start_server(&mut self) {
-        let cfg = ServerConfig::new(self.dir.path().join("data"));
-        self.server = Some(
-            self.rt
-                .block_on(TestServer::start(cfg))
-                .expect("start test server"),
-        );
+        let mut cfg = ServerConfig::new(self.dir.path().join("data"));
+        if let Some(addr) = self.addr {
+            cfg.listen = addr;
+        }
+        let server = self
+            .rt
+            .block_on(TestServer::start(cfg))
+            .expect("start test server");
+        self.addr = Some(server.addr());
+        self.server = Some(server);
     }
 
     pub fn stop_server(&mut self) {
@@ -115,6 +122,26 @@ impl Env {
         if let Some(mut m) = self.mount.take() {
             m.kill_only();
         }
+    }
+
+    /// Waits until the mount process exits by itself (after `cells-mount unmount`); returns
+    /// whether it exited cleanly.
+    pub fn wait_mount_exit(&mut self) -> bool {
+        let Some(mut m) = self.mount.take() else {
+            return true;
+        };
+        let status = wait_for(
+            "the mount process to exit",
+            Duration::from_secs(120),
+            || m.child.try_wait().ok().flatten(),
+        );
+        m.live = false;
+        status.success()
+    }
+
+    /// The mount process's id (to kill it from another thread).
+    pub fn mount_pid(&self) -> Option<u32> {
+        self.mount.as_ref().map(|m| m.child.id())
     }
 
     pub fn mount_log(&self) -> String {
@@ -227,4 +254,24 @@ impl Drop for MountProcess {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Runs the `cells-mount` binary with `args` (status, unmount...).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cells-mount"))
+        .args(args)
+        .output()
+        .expect("run cells-mount")
+}
+
+/// `cells-mount status MNT --json`, parsed.
+pub fn status_json(mnt: &Path) -> serde_json::Value {
+    let mnt = mnt.to_str().expect("utf-8 temp path");
+    let o = cli(&["status", mnt, "--json"]);
+    assert!(
+        o.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("status --json output")
 }
