@@ -6,7 +6,7 @@
 //! conflict copies matched by their name pattern. Failing sequences shrink to a minimal case,
 //! saved under `tests/model/proptest-regressions/` and replayed first on every run.
 //!
-//! Size: `MODEL_CASES` sequences (default 3) of up to `MODEL_OPS` operations (default 14);
+//! Size: `MODEL_CASES` sequences (default 48, about a minute) of up to `MODEL_OPS` operations (default 14);
 //! `scripts/model-long` runs many more.
 
 mod common;
@@ -186,6 +186,9 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
         ))
     };
     for (i, op) in ops.iter().enumerate() {
+        if std::env::var_os("MODEL_TRACE").is_some() {
+            eprintln!("model: step {i}: {op:?}");
+        }
         step(&mut bench, &mut model, op).map_err(|m| fail(&bench, i, format!("{op:?}: {m}")))?;
     }
     if !bench.server_running() {
@@ -205,7 +208,7 @@ fn mount_agrees_with_the_reference_model() {
     if !common::fuse_available("mount_agrees_with_the_reference_model") {
         return;
     }
-    let cases = env_num("MODEL_CASES", 3);
+    let cases = env_num("MODEL_CASES", 48);
     let max_ops = env_num("MODEL_OPS", 14) as usize;
     let config = Config {
         cases,

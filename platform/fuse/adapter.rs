@@ -292,6 +292,13 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // `ls -l` asks for `security.selinux` and `system.posix_acl_access` on every entry and
+        // the kernel does not cache the answer: names we never have are refused right here,
+        // without a task or an inode load.
+        if !crate::fs::xattr::is_cells_xattr(name) {
+            reply.error(fuser::Errno::NO_XATTR);
+            return;
+        }
         let name = name.to_owned();
         self.spawn("getxattr", reply, move |fs, g| async move {
             match fs.getxattr(ino.0, &name).await {

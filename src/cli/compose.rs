@@ -224,7 +224,7 @@ async fn check_server(
     match tokio::time::timeout(STARTUP_PROBE, client.stat(root)).await {
         Ok(Ok(_)) => Ok(Reachability::Online),
         Ok(Err(ClientError::Unauthorized(_))) => Err(
-            "the server refused the credentials (expired or revoked?): log in again with \
+            "the server refused the token (expired or revoked?): log in again with \
              `cells-mount login SERVER`, or create a new personal access token"
                 .into(),
         ),

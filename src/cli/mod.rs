@@ -75,7 +75,8 @@ fn expand_shorthand(mut args: Vec<OsString>) -> Vec<OsString> {
 /// files in its state directory) once that directory exists. The filter always caps the
 /// targets that log secrets (`cells_mount::config::logs::SECRET_BEARING_TARGETS`).
 fn init_logging(verbose: u8) {
-    let _ = cells_mount::config::logs::init(verbose, None, true);
+    let all = Some(cells_mount::config::logs::LevelFilter::TRACE);
+    let _ = cells_mount::config::logs::init(verbose, None, all);
 }
 
 pub fn main() -> ExitCode {

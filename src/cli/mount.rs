@@ -21,10 +21,16 @@ pub fn run(plan: MountPlan) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // Log files rotate daily in STATE/logs (a week kept); stderr too in the foreground (a
-    // detached mount's stderr is STATE/cells-mount.log, for what escapes tracing).
-    let log_dir = plan.state_dir.join(cells_mount::config::logs::LOG_DIR);
-    if let Err(e) = cells_mount::config::logs::init(plan.verbose, Some(&log_dir), plan.foreground) {
+    // Everything goes to daily-rotated files in STATE/logs (a week kept), and to stderr in
+    // the foreground; a detached mount's stderr is STATE/cells-mount.log, which does not
+    // rotate: lifecycle lines and warnings only.
+    use cells_mount::config::logs::{self, LevelFilter};
+    let log_dir = plan.state_dir.join(logs::LOG_DIR);
+    let stderr_max = match plan.foreground {
+        true => LevelFilter::TRACE,
+        false => LevelFilter::INFO,
+    };
+    if let Err(e) = logs::init(plan.verbose, Some(&log_dir), Some(stderr_max)) {
         eprintln!("cells-mount: {e}");
         return ExitCode::FAILURE;
     }

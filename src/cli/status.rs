@@ -18,8 +18,16 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> ExitCode {
     match query(&args) {
         Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
+            // Not println!: it panics when the reader has gone (`status --json | grep -q`).
+            use std::io::Write;
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cells-mount: cannot write the status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("cells-mount: {e}");

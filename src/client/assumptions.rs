@@ -111,6 +111,16 @@ pub fn session_expiry(expire_time: i64, now_unix: i64) -> Option<i64> {
     }
 }
 
+/// Name of the folder that Cells moves deleted nodes into, at the root of each workspace
+/// (pydio/cells `common/naming.go`, [H]). The mount hides it, as Cells Sync and other
+/// on-demand clients hide their server's trash: a delete must not reappear as a new folder.
+pub const RECYCLE_BIN: &str = "recycle_bin";
+
+/// True for a workspace's recycle bin and everything inside it.
+pub fn is_in_recycle_bin(path: &RemotePath) -> bool {
+    path.components().nth(1) == Some(RECYCLE_BIN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +150,16 @@ mod tests {
             Some(1_700_000_900)
         );
         assert_eq!(session_expiry(0, 1_700_000_000), None);
+    }
+
+    #[test]
+    fn recycle_bin_is_the_second_component_only() {
+        let p = |s: &str| RemotePath::parse(s).unwrap();
+        assert!(is_in_recycle_bin(&p("ws/recycle_bin")));
+        assert!(is_in_recycle_bin(&p("ws/recycle_bin/old.txt")));
+        assert!(!is_in_recycle_bin(&p("recycle_bin")));
+        assert!(!is_in_recycle_bin(&p("ws/docs/recycle_bin")));
+        assert!(!is_in_recycle_bin(&p("ws/recycle_bin2")));
     }
 
     #[test]

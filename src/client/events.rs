@@ -5,7 +5,7 @@
 //! every (re)connection is announced with [`FeedItem::Resync`] and the consumer re-lists.
 
 use super::CellsClient;
-use super::assumptions::{EVENTS_PATH, EVENTS_RESUBSCRIBE_MARGIN_SECS};
+use super::assumptions::{EVENTS_PATH, EVENTS_RESUBSCRIBE_MARGIN_SECS, is_in_recycle_bin};
 use super::error::{ClientError, ClientResult};
 use super::model::Node;
 use super::wire::WireNode;
@@ -116,12 +116,40 @@ fn parse_message(text: &str) -> Parsed {
         }
     };
     match (event_node(wire.source), event_node(wire.target)) {
-        (Ok(source), Ok(target)) => Parsed::Event(ChangeEvent {
+        (Ok(source), Ok(target)) => match hide_recycle_bin(kind, source, target) {
+            Some(event) => Parsed::Event(event),
+            None => Parsed::Ignored,
+        },
+        (Err(e), _) | (_, Err(e)) => Parsed::Dropped(format!("event with an invalid node: {e}")),
+    }
+}
+
+/// The recycle bin is hidden from the mount, so events are seen from outside it: a move into
+/// it is a delete, a move out of it (a restore) a creation, and changes inside it nothing.
+fn hide_recycle_bin(
+    kind: ChangeKind,
+    source: Option<Node>,
+    target: Option<Node>,
+) -> Option<ChangeEvent> {
+    let hidden = |n: &Option<Node>| n.as_ref().is_some_and(|n| is_in_recycle_bin(&n.path));
+    match (hidden(&source), hidden(&target)) {
+        (false, false) => Some(ChangeEvent {
             kind,
             source,
             target,
         }),
-        (Err(e), _) | (_, Err(e)) => Parsed::Dropped(format!("event with an invalid node: {e}")),
+        (true, true) => None,
+        (false, true) if source.is_some() => Some(ChangeEvent {
+            kind: ChangeKind::Delete,
+            source,
+            target: None,
+        }),
+        (true, false) if target.is_some() => Some(ChangeEvent {
+            kind: ChangeKind::Create,
+            source: None,
+            target,
+        }),
+        _ => None,
     }
 }
 
@@ -286,6 +314,23 @@ mod tests {
             Parsed::Event(e) => e,
             other => panic!("{text}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_recycle_bin_is_seen_from_outside() {
+        let trashed = event(
+            r#"{"Type":"UPDATE_PATH","Source":{"Path":"ws/a.txt"},"Target":{"Path":"ws/recycle_bin/a.txt"}}"#,
+        );
+        assert_eq!(trashed.kind, ChangeKind::Delete);
+        assert_eq!(trashed.source.unwrap().path.as_str(), "ws/a.txt");
+        assert!(trashed.target.is_none());
+        let restored = event(
+            r#"{"Type":"UPDATE_PATH","Source":{"Path":"ws/recycle_bin/a.txt"},"Target":{"Path":"ws/b/a.txt"}}"#,
+        );
+        assert_eq!(restored.kind, ChangeKind::Create);
+        assert_eq!(restored.target.unwrap().path.as_str(), "ws/b/a.txt");
+        let inside = r#"{"Type":"DELETE","Source":{"Path":"ws/recycle_bin/a.txt"}}"#;
+        assert!(matches!(parse_message(inside), Parsed::Ignored));
     }
 
     #[test]

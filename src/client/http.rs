@@ -135,7 +135,12 @@ impl Http {
         let mut retries = 0u32;
         loop {
             let token = self.tokens.current();
-            let err = match build(&token)?.send().await {
+            let request = build(&token)?
+                .build()
+                .map_err(|e| transport_error(e, &token))?;
+            // For the failure log line: never the query (presigned URLs carry credentials).
+            let (method, path) = (request.method().clone(), request.url().path().to_owned());
+            let err = match self.client.execute(request).await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => error_from_response(resp, flavor, &token).await,
                 Err(e) => transport_error(e, &token),
@@ -150,7 +155,9 @@ impl Http {
                 match self.tokens.refresh().await {
                     Ok(_) => continue,
                     Err(refresh_err) => {
-                        tracing::debug!("token refresh failed: {refresh_err}");
+                        tracing::warn!(
+                            "{method} {path} failed: {err} (token refresh failed: {refresh_err})"
+                        );
                         return Err(err);
                     }
                 }
@@ -164,6 +171,13 @@ impl Http {
                 tokio::time::sleep(delay).await;
                 retries += 1;
                 continue;
+            }
+            // One line per failed call. A missing node is an everyday answer (lookups of
+            // names that do not exist), not a failure worth a warning.
+            if matches!(err, ClientError::NotFound(_)) {
+                tracing::debug!("{method} {path}: {err}");
+            } else {
+                tracing::warn!("{method} {path} failed: {err}");
             }
             return Err(err);
         }

@@ -171,7 +171,8 @@ pub fn stat_reply(asked: &RemotePath, reply: WireStat) -> ClientResult<Node> {
 }
 
 /// Converts one page of `dir`'s children. Entries that are not valid direct children of
-/// `dir` are refused (listed in `refused`); uploads in progress are skipped.
+/// `dir` are refused (listed in `refused`); uploads in progress and the workspace's recycle
+/// bin are skipped.
 pub fn list_reply(dir: &RemotePath, offset: u64, limit: u32, reply: WireBulk) -> ListPage {
     let received = reply.nodes.len() as u64;
     let mut page = ListPage::default();
@@ -182,6 +183,7 @@ pub fn list_reply(dir: &RemotePath, offset: u64, limit: u32, reply: WireBulk) ->
         let shown = describe(wire.path.as_deref());
         match wire.into_node() {
             Ok(node) if node.path == *dir => {}
+            Ok(node) if super::assumptions::is_in_recycle_bin(&node.path) => {}
             Ok(node) if node.path.parent() == *dir && !node.path.is_root() => page.nodes.push(node),
             Ok(node) => page.refused.push(format!(
                 "{}: not a child of {dir:?}",

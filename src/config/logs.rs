@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+pub use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -51,10 +53,16 @@ pub fn filter(verbose: u8) -> EnvFilter {
     filter
 }
 
-/// Installs the global subscriber: stderr when `to_stderr`, and rotated files in `log_dir`
-/// when given. The appender writes synchronously and starts no thread, so this may run
-/// before the daemon forks. A second call does nothing.
-pub fn init(verbose: u8, log_dir: Option<&Path>, to_stderr: bool) -> Result<(), String> {
+/// Installs the global subscriber: rotated files in `log_dir` when given, and stderr up to
+/// `stderr_max` (`None`: nothing on stderr). A detached mount's stderr is its
+/// `cells-mount.log`, which does not rotate: it gets `INFO` at most (lifecycle, warnings),
+/// the files get everything. The appender writes synchronously and starts no thread, so this
+/// may run before the daemon forks. A second call does nothing.
+pub fn init(
+    verbose: u8,
+    log_dir: Option<&Path>,
+    stderr_max: Option<LevelFilter>,
+) -> Result<(), String> {
     let file_layer = match log_dir {
         Some(dir) => {
             super::files::create_private_dir(dir)
@@ -74,8 +82,11 @@ pub fn init(verbose: u8, log_dir: Option<&Path>, to_stderr: bool) -> Result<(), 
         }
         None => None,
     };
-    let stderr_layer =
-        to_stderr.then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let stderr_layer = stderr_max.map(|max| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(max)
+    });
     let _ = tracing_subscriber::registry()
         .with(filter(verbose))
         .with(file_layer)

@@ -23,6 +23,9 @@ pub struct FsConfig {
     pub readahead_min: u64,
     /// The cache's chunk size (`CacheConfig::chunk_size`), the unit of every fetch.
     pub chunk_size: u64,
+    /// Most bytes asked for in one read-ahead request (whole chunks, aligned): fewer round
+    /// trips and index transactions on sequential reads. Demand reads ask for what they need.
+    pub fetch_request_max: u64,
     /// Concurrent range requests, for demand reads and for read-ahead each.
     pub fetch_parallelism: usize,
     /// First and longest wait between reachability probes while offline.
@@ -39,9 +42,10 @@ impl Default for FsConfig {
             attr_ttl: Duration::from_secs(1),
             dir_ttl: Duration::from_secs(3),
             dir_ttl_live_feed: Duration::from_secs(60),
-            readahead_max: 16 << 20,
-            readahead_min: 1 << 20,
+            readahead_max: 64 << 20,
+            readahead_min: 4 << 20,
             chunk_size: cells_cache::DEFAULT_CHUNK_SIZE,
+            fetch_request_max: 8 << 20,
             fetch_parallelism: 4,
             offline_probe_min: Duration::from_secs(1),
             offline_probe_max: Duration::from_secs(30),

@@ -83,14 +83,17 @@ impl<R: Remote> CellsFs<R> {
         let offline = Arc::new(OfflineState::default());
         let pins = super::pin::PinState::load(cache.clone(), &meta);
         let store = ContentStore::new(cache, cfg.chunk_size);
-        let fetcher = Arc::new(Fetcher::new(
-            remote.clone(),
-            store,
-            offline.clone(),
-            cfg.fetch_parallelism,
-            root_path.clone(),
-            (cfg.offline_probe_min, cfg.offline_probe_max),
-        ));
+        let fetcher = Arc::new(
+            Fetcher::new(
+                remote.clone(),
+                store,
+                offline.clone(),
+                cfg.fetch_parallelism,
+                root_path.clone(),
+                (cfg.offline_probe_min, cfg.offline_probe_max),
+            )
+            .with_request_size(cfg.fetch_request_max),
+        );
         Ok(Arc::new_cyclic(|weak| Self {
             cfg,
             remote,
@@ -180,6 +183,10 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) async fn record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
+        // Hot path (getattr, readdir, xattrs): a cached record needs no blocking thread.
+        if let Some(hit) = self.meta.cached(ino) {
+            return Ok(hit);
+        }
         self.meta(move |m| m.get(ino))
             .await?
             .ok_or(FsError::NotFound)

@@ -20,10 +20,23 @@ impl<R: Remote> CellsFs<R> {
     /// Makes sure `dir`'s children in the index are recent enough: re-lists a stale folder
     /// when online; offline, any earlier listing is served whatever its age.
     pub(super) async fn ensure_listed(&self, dir: &InodeRecord) -> FsResult<()> {
+        self.ensure_listed_or_stale(dir, false).await
+    }
+
+    /// [`Self::ensure_listed`]; with `serve_stale`, a folder listed in an earlier session is
+    /// served from the index at once while a background re-list refreshes it (its commit
+    /// invalidates the kernel's entries that changed). Lookups do not take stale answers (a
+    /// name created since must be found); listings do, so a restart shows folders at once.
+    async fn ensure_listed_or_stale(&self, dir: &InodeRecord, serve_stale: bool) -> FsResult<()> {
         if !dir.is_dir() {
             return Err(FsError::NotDir);
         }
-        if dir.listed_at.is_some_and(|t| self.is_fresh(t)) {
+        let session = self.meta.session_started_ms();
+        // Listings of an earlier session are never fresh: events may have been missed since.
+        if dir
+            .listed_at
+            .is_some_and(|t| t >= session && self.is_fresh(t))
+        {
             return Ok(());
         }
         let listed_before = dir.listed_at.is_some();
@@ -33,6 +46,11 @@ impl<R: Remote> CellsFs<R> {
             } else {
                 Err(FsError::Offline)
             };
+        }
+        if serve_stale && dir.listed_at.is_some_and(|t| t > 0 && t < session) {
+            // The listing runs in its own task; dropping our handle does not cancel it.
+            drop(self.listing(dir.ino, dir.path.clone()));
+            return Ok(());
         }
         match self.listing(dir.ino, dir.path.clone()).await {
             Err(FsError::Offline) if listed_before => Ok(()),
@@ -125,7 +143,7 @@ impl<R: Remote> CellsFs<R> {
 
     pub(super) async fn do_opendir(&self, ino: Ino) -> FsResult<Fh> {
         let dir = self.record(ino).await?;
-        self.ensure_listed(&dir).await?;
+        self.ensure_listed_or_stale(&dir, true).await?;
         let snapshot = self.meta(move |m| m.child_inos(ino)).await?;
         let fh = self.next_handle();
         lock(&self.dirs).insert(fh, Arc::new(snapshot));

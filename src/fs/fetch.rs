@@ -1,5 +1,8 @@
 //! Fetching chunks from the server into the cache: one in-flight request per chunk, shared by
 //! every reader that needs it, bounded in parallelism, and never attempted while offline.
+//!
+//! Read-ahead asks for runs of up to `span` chunks in one request (fewer round trips, one
+//! index transaction per run); a reader waiting on any chunk of a run joins it.
 
 use super::api::{FsError, FsResult};
 use super::content::ContentStore;
@@ -14,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 /// A chunk fetch that any number of readers can await.
 pub type ChunkFetch = Shared<BoxFuture<'static, FsResult<Bytes>>>;
@@ -42,6 +45,8 @@ pub struct Fetcher<R: Remote> {
     probe: (Duration, Duration),
     /// Read-ahead planners still deciding what to fetch (for [`Self::idle`]).
     planning: Arc<AtomicUsize>,
+    /// Most chunks asked for in one read-ahead request; runs are aligned on this many chunks.
+    span: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,7 +73,14 @@ impl<R: Remote> Fetcher<R> {
             probe_path,
             probe,
             planning: Arc::default(),
+            span: 1,
         }
+    }
+
+    /// Read-ahead requests cover up to `bytes` (rounded down to whole chunks, at least one).
+    pub fn with_request_size(mut self, bytes: u64) -> Self {
+        self.span = (bytes / self.store.chunk_size()).max(1);
+        self
     }
 
     pub fn store(&self) -> &ContentStore {
@@ -95,51 +107,116 @@ impl<R: Remote> Fetcher<R> {
     /// The fetch of chunk `idx` of `src`: joins the one in flight or starts it. The request
     /// runs in its own task, so a reader giving up does not cancel it for the others.
     pub fn chunk(self: &Arc<Self>, src: &Source, idx: u64, background: bool) -> ChunkFetch {
-        let id = (src.key.clone(), idx);
         let mut map = lock(&self.inflight);
-        if let Some(f) = map.get(&id) {
+        if let Some(f) = map.get(&(src.key.clone(), idx)) {
             return f.clone();
+        }
+        self.start_run(&mut map, src, idx..idx + 1, background);
+        map.get(&(src.key.clone(), idx))
+            .cloned()
+            .unwrap_or_else(|| futures::future::ready(Ok(Bytes::new())).boxed().shared())
+    }
+
+    /// Starts one request for chunks `run` (none of them in flight; `map` is the locked
+    /// in-flight map) and registers a shared fetch for each of its chunks.
+    fn start_run(
+        self: &Arc<Self>,
+        map: &mut HashMap<(String, u64), ChunkFetch>,
+        src: &Source,
+        run: std::ops::Range<u64>,
+        background: bool,
+    ) {
+        let cs = self.store.chunk_size();
+        let start = run.start.saturating_mul(cs);
+        let end = run.end.saturating_mul(cs).min(src.size);
+        if start >= end {
+            return;
+        }
+        let (tx, rx) = oneshot::channel::<FsResult<Bytes>>();
+        let whole = rx
+            .map(|r| r.unwrap_or_else(|_| Err(FsError::Io("fetch task ended".into()))))
+            .boxed()
+            .shared();
+        for idx in run.clone() {
+            let lo = usize::try_from((idx * cs).saturating_sub(start)).unwrap_or(usize::MAX);
+            let hi = usize::try_from(((idx + 1) * cs).min(end) - start).unwrap_or(usize::MAX);
+            let piece = whole
+                .clone()
+                .map(move |r| {
+                    let b = r?;
+                    b.get(lo..hi)
+                        .map(|_| b.slice(lo..hi))
+                        .ok_or_else(|| FsError::Io("short range from the server".into()))
+                })
+                .boxed()
+                .shared();
+            map.insert((src.key.clone(), idx), piece);
         }
         let this = self.clone();
         let src = src.clone();
-        let task_id = id.clone();
-        let task = tokio::spawn(async move {
-            let res = this.fetch_and_store(&src, idx, background).await;
-            // Removed only after completion; late joiners still hold the shared result.
-            lock(&this.inflight).remove(&task_id);
-            res
-        });
-        let fut = async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) => Err(FsError::Io(format!("fetch task failed: {e}"))),
+        tokio::spawn(async move {
+            let fetched = this.fetch(&src, start..end, background).await;
+            // Readers get the bytes once stored, so that whatever a reader has seen is in the
+            // cache (its state xattr says so). Removed from the map in the same step, under
+            // its lock: a reader arriving meanwhile either joins or finds the chunks stored.
+            let mut map = lock(&this.inflight);
+            let _ = tx.send(fetched);
+            for idx in run {
+                map.remove(&(src.key.clone(), idx));
             }
-        }
-        .boxed()
-        .shared();
-        map.insert(id, fut.clone());
-        fut
+        });
     }
 
-    async fn fetch_and_store(&self, src: &Source, idx: u64, background: bool) -> FsResult<Bytes> {
-        let cs = self.store.chunk_size();
-        let start = idx.saturating_mul(cs);
-        let end = start.saturating_add(cs).min(src.size);
-        if start >= end {
-            return Ok(Bytes::new());
-        }
-        // A fetch of this chunk may have finished between the caller's cache check and now.
-        let len = end - start;
-        if self
+    /// Bytes `range` of `src`: what the cache lacks comes from the server and is stored.
+    async fn fetch(
+        &self,
+        src: &Source,
+        range: std::ops::Range<u64>,
+        background: bool,
+    ) -> FsResult<Bytes> {
+        let len = range.end - range.start;
+        // Some of these chunks may have been stored between the caller's check and now.
+        let missing = self
             .store
-            .missing(&src.key, src.size, start, len)
-            .await?
-            .is_empty()
-            && let Some(b) = self.store.read(&src.key, start, len).await?
+            .missing(&src.key, src.size, range.start, len)
+            .await?;
+        let wanted = match (missing.first(), missing.last()) {
+            (Some(first), Some(last)) => first.start.max(range.start)..last.end.min(range.end),
+            _ => range.start..range.start,
+        };
+        if wanted.is_empty()
+            && let Some(b) = self.store.read(&src.key, range.start, len).await?
             && b.len() as u64 == len
         {
             return Ok(b);
         }
+        if !wanted.is_empty() && wanted != range {
+            let part = self.download(src, wanted.clone(), background).await?;
+            self.store
+                .write(&src.key, src.size, wanted.start, part)
+                .await;
+            if let Some(b) = self.store.read(&src.key, range.start, len).await?
+                && b.len() as u64 == len
+            {
+                return Ok(b);
+            }
+        }
+        // All of it from the server (also when the cache refused or lost part of it).
+        let bytes = self.download(src, range.clone(), background).await?;
+        self.store
+            .write(&src.key, src.size, range.start, bytes.clone())
+            .await;
+        Ok(bytes)
+    }
+
+    /// One range request, within the parallelism bounds; refused while offline.
+    async fn download(
+        &self,
+        src: &Source,
+        range: std::ops::Range<u64>,
+        background: bool,
+    ) -> FsResult<Bytes> {
+        let len = range.end - range.start;
         let sem = if background {
             &self.ahead
         } else {
@@ -152,24 +229,20 @@ impl<R: Remote> Fetcher<R> {
         if self.is_offline() {
             return Err(FsError::Offline);
         }
-        let bytes = match self.remote.read_range(&src.path, start..end).await {
+        let bytes = match self.remote.read_range(&src.path, range).await {
             Ok(b) => b,
             Err(e) => {
                 self.note_error(&e);
                 return Err(from_client_error(e));
             }
         };
-        if bytes.len() as u64 != end - start {
+        if bytes.len() as u64 != len {
             // The file changed size under us: never cache bytes of an unknown version.
             return Err(FsError::Io(format!(
-                "file changed on the server while reading ({} bytes where {} were expected)",
+                "file changed on the server while reading ({} bytes where {len} were expected)",
                 bytes.len(),
-                end - start
             )));
         }
-        self.store
-            .write(&src.key, src.size, start, bytes.clone())
-            .await;
         Ok(bytes)
     }
 
@@ -206,24 +279,25 @@ impl<R: Remote> Fetcher<R> {
     }
 
     async fn plan_prefetch(self: &Arc<Self>, src: &Source, range: std::ops::Range<u64>) {
-        let this = self;
+        let missing = match self
+            .store
+            .missing(&src.key, src.size, range.start, range.end - range.start)
+            .await
         {
-            let missing = match this
-                .store
-                .missing(&src.key, src.size, range.start, range.end - range.start)
-                .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!("read-ahead skipped: {e}");
-                    return;
-                }
-            };
-            let cs = this.store.chunk_size();
-            for r in missing {
-                for idx in r.start / cs..r.end.div_ceil(cs) {
-                    drop(this.chunk(src, idx, true));
-                }
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("read-ahead skipped: {e}");
+                return;
+            }
+        };
+        let cs = self.store.chunk_size();
+        let mut map = lock(&self.inflight);
+        for r in missing {
+            let chunks = r.start / cs..r.end.div_ceil(cs);
+            for run in runs(chunks, self.span, |idx| {
+                map.contains_key(&(src.key.clone(), idx))
+            }) {
+                self.start_run(&mut map, src, run, true);
             }
         }
     }
@@ -237,21 +311,63 @@ impl<R: Remote> Fetcher<R> {
             .unwrap_or(0)
     }
 
-    /// Waits until no fetch is in flight (tests, unmount).
+    /// Waits until no fetch is in flight and everything fetched is stored (tests, unmount).
     pub async fn idle(&self) {
         loop {
             let pending: Vec<ChunkFetch> = lock(&self.inflight).values().cloned().collect();
-            if pending.is_empty() {
-                if self.planning.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                // A planner is between its cache query and starting fetches: poll briefly.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                continue;
+            if pending.is_empty() && self.planning.load(Ordering::Acquire) == 0 {
+                return;
             }
             for f in pending {
                 let _ = f.await;
             }
+            // A planner is between its cache query and starting fetches, or fetched bytes are
+            // being stored: poll briefly.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+}
+
+/// Splits `chunks` into runs of chunks for which `busy` is false, each at most `span` long
+/// and never crossing a multiple of `span` (aligned requests).
+fn runs(
+    chunks: std::ops::Range<u64>,
+    span: u64,
+    mut busy: impl FnMut(u64) -> bool,
+) -> Vec<std::ops::Range<u64>> {
+    let span = span.max(1);
+    let mut out = Vec::new();
+    let mut current: Option<std::ops::Range<u64>> = None;
+    for idx in chunks {
+        if busy(idx) {
+            out.extend(current.take());
+            continue;
+        }
+        match &mut current {
+            Some(r) if idx % span != 0 => r.end = idx + 1,
+            _ => {
+                out.extend(current.take());
+                current = Some(idx..idx + 1);
+            }
+        }
+    }
+    out.extend(current);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_are_aligned_bounded_and_skip_busy_chunks() {
+        assert_eq!(runs(0..10, 4, |_| false), vec![0..4, 4..8, 8..10]);
+        assert_eq!(runs(2..10, 4, |_| false), vec![2..4, 4..8, 8..10]);
+        assert_eq!(
+            runs(0..8, 4, |i| i == 1 || i == 5),
+            vec![0..1, 2..4, 4..5, 6..8]
+        );
+        assert_eq!(runs(0..3, 1, |_| false), vec![0..1, 1..2, 2..3]);
+        assert!(runs(0..3, 4, |_| true).is_empty());
     }
 }

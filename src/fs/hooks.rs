@@ -85,9 +85,13 @@ impl<R: Remote> CellsFs<R> {
         node: Option<Node>,
     ) {
         self.sweep(snap).await;
-        let Some(node) = node.filter(|n| n.path == path) else {
-            return;
-        };
+        if let Some(node) = node.filter(|n| n.path == path) {
+            self.record_node(path, node).await;
+        }
+    }
+
+    /// Puts the server's description of the file at `path` into the index.
+    async fn record_node(&self, path: RemotePath, node: Node) {
         let parent_path = path.parent();
         let staged = StagedNode::from(&node);
         let res = self
@@ -102,18 +106,26 @@ impl<R: Remote> CellsFs<R> {
         }
     }
 
-    /// A local delete was refused because the server has a newer version: the file comes
-    /// back at once (not at the next listing), marked as a conflict.
-    async fn on_kept_remote(&self, snap: (HashSet<String>, i64), path: RemotePath) {
-        match self.remote.stat(&path).await {
-            Ok(node) => {
-                self.on_uploaded(snap, path.clone(), Some(node)).await;
-                self.on_state(path, LocalState::Conflict, None).await;
+    /// Both sides changed `original`: the server's description of it and of the copy our
+    /// version went to (`saved_as`, the same path when our edit re-created a file deleted
+    /// there, `None` when our delete was refused) are recorded at once, each marked as a
+    /// conflict. Done here rather than left to the next listing because a re-created file
+    /// is a new node on the server, which a listing would show without the mark.
+    async fn on_conflict(
+        &self,
+        snap: (HashSet<String>, i64),
+        original: RemotePath,
+        saved_as: Option<RemotePath>,
+    ) {
+        self.sweep(snap).await;
+        let mut paths = vec![original];
+        paths.extend(saved_as.filter(|s| !paths.contains(s)));
+        for path in paths {
+            match self.remote.stat(&path).await {
+                Ok(node) => self.record_node(path.clone(), node).await,
+                Err(e) => tracing::debug!("could not read back {path} after a conflict: {e}"),
             }
-            Err(e) => {
-                self.sweep(snap).await;
-                tracing::warn!("could not read back {path}, kept on the server: {e}");
-            }
+            self.on_state(path, LocalState::Conflict, None).await;
         }
     }
 
@@ -161,18 +173,17 @@ impl<R: Remote> SyncHooks for CoreHooks<R> {
         });
     }
 
-    fn conflict(&self, original: &RemotePath, _saved_as: &RemotePath) {
-        let p = original.clone();
+    fn conflict(&self, original: &RemotePath, saved_as: &RemotePath) {
+        let (p, s) = (original.clone(), saved_as.clone());
         self.run(Some(original), move |fs, snap| async move {
-            fs.sweep(snap).await;
-            fs.on_state(p, LocalState::Conflict, None).await
+            fs.on_conflict(snap, p, Some(s)).await
         });
     }
 
     fn kept_remote(&self, path: &RemotePath) {
         let p = path.clone();
         self.run(Some(path), move |fs, snap| async move {
-            fs.on_kept_remote(snap, p).await
+            fs.on_conflict(snap, p, None).await
         });
     }
 

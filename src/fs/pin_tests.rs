@@ -333,7 +333,9 @@ async fn a_pinned_folder_deleted_on_the_server_releases_its_content() {
     let done = env.pin(&["ws/other.bin"]).await;
     let all = env.fs.progress(&[p("ws/docs")], 0);
     assert!(
-        all.errors.iter().any(|(_, why)| why.contains("no longer exists")),
+        all.errors
+            .iter()
+            .any(|(_, why)| why.contains("no longer exists")),
         "{all:?} {done:?}"
     );
     assert_eq!(env.fs.counts().pinned_files, 1);

@@ -14,6 +14,16 @@ pub const XATTR_ERROR: &str = "user.cells.error";
 /// `yes` on pinned files and folders (kept offline); absent otherwise.
 pub const XATTR_PINNED: &str = "user.cells.pinned";
 
+/// The namespace of every attribute we serve.
+pub const XATTR_PREFIX: &str = "user.cells.";
+
+/// True for names in our namespace. Any other name (`security.selinux`,
+/// `system.posix_acl_access`, which `ls -l` asks for on every entry) never exists here, so
+/// platform adapters answer it at once without reaching the core.
+pub fn is_cells_xattr(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(XATTR_PREFIX.as_bytes())
+}
+
 impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_listxattr(&self, ino: Ino) -> FsResult<Vec<String>> {
         let rec = self.record(ino).await?;
@@ -37,6 +47,9 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        if !is_cells_xattr(name) {
+            return Err(FsError::NoAttr);
+        }
         let rec = self.record(ino).await?;
         let value = match name.to_str() {
             Some(XATTR_STATE) if rec.local.is_some() => {
@@ -74,6 +87,34 @@ impl<R: Remote> CellsFs<R> {
                 "user.cells.* attributes are maintained by cells-mount".into(),
             )),
             _ => Err(FsError::Unsupported),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_namespace_is_ours() {
+        for ours in [
+            XATTR_STATE,
+            XATTR_HASH,
+            XATTR_UUID,
+            XATTR_ERROR,
+            XATTR_PINNED,
+        ] {
+            assert!(is_cells_xattr(OsStr::new(ours)), "{ours}");
+        }
+        for foreign in [
+            "security.selinux",
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+            "user.cells",
+            "user.other",
+            "",
+        ] {
+            assert!(!is_cells_xattr(OsStr::new(foreign)), "{foreign}");
         }
     }
 }

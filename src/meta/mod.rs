@@ -99,6 +99,9 @@ struct Inner {
     conn: Mutex<Connection>,
     by_ino: MokaCache<Ino, Arc<InodeRecord>>,
     by_name: MokaCache<(Ino, String), Ino>,
+    /// Unix milliseconds when this process opened the index: listings older than this were
+    /// made by an earlier session (events may have been missed since).
+    session_started_ms: i64,
 }
 
 pub fn now_ms() -> i64 {
@@ -149,6 +152,7 @@ impl MetaStore {
                 conn: Mutex::new(conn),
                 by_ino: MokaCache::new(200_000),
                 by_name: MokaCache::new(200_000),
+                session_started_ms: now_ms(),
             }),
         })
     }
@@ -185,6 +189,17 @@ impl MetaStore {
             self.inner.by_ino.insert(ino, r.clone());
             r
         }))
+    }
+
+    /// When this session opened the index (Unix ms); see [`InodeRecord::listed_at`].
+    pub fn session_started_ms(&self) -> i64 {
+        self.inner.session_started_ms
+    }
+
+    /// One inode from the in-memory cache only (never touches SQLite, so it needs no
+    /// blocking thread): `None` when it is not cached, whatever the index holds.
+    pub fn cached(&self, ino: Ino) -> Option<Arc<InodeRecord>> {
+        self.inner.by_ino.get(&ino)
     }
 
     /// The child `name` of `parent`.
@@ -250,12 +265,15 @@ impl MetaStore {
     }
 
     /// Marks every folder listing and every node description stale (event feed resync).
+    /// Listings of an earlier session keep their time: they are stale to this session
+    /// anyway, and the core may still show them while it re-lists (stale-while-revalidate).
     pub fn mark_all_stale(&self) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute_batch(
-            "UPDATE inodes SET listed_at = 0 WHERE listed_at IS NOT NULL;
-             UPDATE inodes SET seen_at = 0;",
+        conn.execute(
+            "UPDATE inodes SET listed_at = 0 WHERE listed_at >= ?1",
+            [self.inner.session_started_ms],
         )?;
+        conn.execute("UPDATE inodes SET seen_at = 0", [])?;
         self.inner.by_ino.invalidate_all();
         Ok(())
     }

@@ -12,6 +12,9 @@ pub enum Node {
     File(Vec<u8>),
 }
 
+/// Server-managed folder at the workspace root, outside the model.
+pub const RECYCLE_BIN: &str = "recycle_bin";
+
 /// Relative slash-separated path → node. The root is not in it.
 pub type Tree = BTreeMap<String, Node>;
 
@@ -36,6 +39,10 @@ fn walk_into(dir: &Path, prefix: &str, tree: &mut Tree) -> Result<(), String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("list {}: {e}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        // The workspace's recycle bin is the server's (deleted folders go there, as in Cells).
+        if prefix.is_empty() && name == RECYCLE_BIN {
+            continue;
+        }
         let rel = if prefix.is_empty() {
             name.clone()
         } else {

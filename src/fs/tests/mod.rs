@@ -3,8 +3,10 @@
 
 mod dirs;
 mod feed;
+mod fetch_spans;
 mod offline;
 mod reads;
+mod stale;
 mod writes;
 
 use super::testing::MemoryRemote;
@@ -53,6 +55,9 @@ pub fn config() -> FsConfig {
         readahead_min: CHUNK,
         readahead_max: 16 * CHUNK,
         chunk_size: CHUNK,
+        // One chunk per request, so tests can count requests per chunk (`fetch_spans.rs`
+        // tests multi-chunk requests).
+        fetch_request_max: CHUNK,
         offline_probe_min: Duration::from_millis(10),
         offline_probe_max: Duration::from_millis(50),
         ..FsConfig::default()

@@ -1,0 +1,109 @@
+//! Listings from an earlier session: served at once by opendir while a background re-list
+//! refreshes them (stale-while-revalidate); lookups still see names created since.
+
+use super::testing::Failure;
+use super::*;
+use crate::meta::now_ms;
+
+fn tree() -> MemoryRemote {
+    let r = MemoryRemote::new();
+    r.add_file("ws/docs/old.txt", b"old".to_vec());
+    r.add_file("ws/docs/kept.txt", b"kept".to_vec());
+    r
+}
+
+async fn names(h: &Harness, ino: Ino) -> FsResult<Vec<String>> {
+    let fh = h.fs.opendir(ino).await?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let batch = h.fs.readdir(ino, fh, offset).await?;
+        let Some(last) = batch.last() else { break };
+        offset = last.next_offset;
+        out.extend(
+            batch
+                .into_iter()
+                .map(|e| e.name)
+                .filter(|n| n != "." && n != ".."),
+        );
+    }
+    h.fs.releasedir(ino, fh).await;
+    Ok(out)
+}
+
+/// Lists `docs`, then restarts once the clock has moved past that listing (so it belongs to
+/// the earlier session) with the server changed meanwhile.
+async fn restarted_after_changes() -> (Harness, Ino) {
+    let h = Harness::new(tree());
+    let docs = h.lookup_path("docs").await.unwrap().attr.ino;
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
+    let listed = h.fs.meta.get(docs).unwrap().unwrap().listed_at.unwrap();
+    while now_ms() <= listed {
+        tokio::task::yield_now().await;
+    }
+    let h = h.restart().await;
+    h.remote.remove("ws/docs/old.txt");
+    h.remote.add_file("ws/docs/new.txt", b"new".to_vec());
+    (h, docs)
+}
+
+#[tokio::test]
+async fn an_earlier_listing_is_served_at_once_then_refreshed() {
+    let (h, docs) = restarted_after_changes().await;
+    // The server fails every listing: the folder still opens, from the index.
+    h.remote.set_failure(Some(Failure::Server));
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
+    h.fs.wait_fetches_idle().await;
+    h.remote.set_failure(None);
+    // The background re-list brings the server's view, and tells the kernel what changed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if names(&h, docs).await.unwrap() == ["kept.txt", "new.txt"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listing was never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until("invalidations of the changed names", || {
+        let seen = h.inv.entries.lock().unwrap();
+        seen.contains(&(docs, "old.txt".to_owned())) && seen.contains(&(docs, "new.txt".to_owned()))
+    })
+    .await;
+    // Refreshed in this session: trusted again, no further listing.
+    let lists = h.remote.lists();
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "new.txt"]);
+    assert_eq!(h.remote.lists(), lists);
+}
+
+#[tokio::test]
+async fn lookups_in_an_earlier_listing_see_names_created_since() {
+    let (h, _) = restarted_after_changes().await;
+    assert!(h.lookup_path("docs/new.txt").await.is_ok());
+    assert_eq!(
+        h.lookup_path("docs/old.txt").await.unwrap_err(),
+        FsError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_resync_does_not_make_an_earlier_listing_block() {
+    let (h, docs) = restarted_after_changes().await;
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    h.remote.set_failure(Some(Failure::Server));
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
+    // A listing of this session, once marked stale by a resync, is listed again before use.
+    h.remote.set_failure(None);
+    h.fs.wait_fetches_idle().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&h, docs).await.unwrap() != ["kept.txt", "new.txt"] {
+        assert!(Instant::now() < deadline, "the listing was never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.remote.remove("ws/docs/kept.txt");
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    assert_eq!(names(&h, docs).await.unwrap(), ["new.txt"]);
+}
