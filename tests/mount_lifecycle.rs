@@ -255,3 +255,40 @@ fn first_mount_against_an_unreachable_server_is_refused() {
     assert!(!stderr(&o).contains("secret-token-value"));
     assert!(!is_mountpoint(&dir.path().join("mnt")));
 }
+
+#[test]
+fn without_a_workspace_the_root_lists_every_workspace() {
+    if !common::fuse_available("without_a_workspace_the_root_lists_every_workspace") {
+        return;
+    }
+    let env = Env::new(seed_hello);
+    let d = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (mnt, cache, state) = (d(&env.mnt()), d(&env.cache_dir()), d(&env.state_dir()));
+    let url = env.server().url();
+    let args = [
+        "mount",
+        &mnt,
+        "--server",
+        &url,
+        "--cache-dir",
+        &cache,
+        "--state-dir",
+        &state,
+    ];
+    let o = cells_mount(&args, Some(TOKEN));
+    assert!(
+        o.status.success(),
+        "mount of all workspaces failed: {}",
+        stderr(&o)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(env.mnt())
+        .expect("list the root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["common-files", "personal-files"]);
+    let hello = std::fs::read(env.mnt().join("personal-files/hello.txt")).expect("read");
+    assert_eq!(hello, b"hello from cells\n");
+    let o = cells_mount(&["unmount", &mnt], None);
+    assert!(o.status.success(), "unmount failed: {}", stderr(&o));
+}

@@ -221,7 +221,15 @@ async fn check_server(
     client: &CellsClient,
     root: &cells_mount::names::RemotePath,
 ) -> Result<Reachability, String> {
-    match tokio::time::timeout(STARTUP_PROBE, client.stat(root)).await {
+    // The root of all workspaces is not a node the server can stat: list it instead.
+    let probe = async {
+        if root.is_root() {
+            client.list_page(root, 0, 1).await.map(|_| ())
+        } else {
+            client.stat(root).await.map(|_| ())
+        }
+    };
+    match tokio::time::timeout(STARTUP_PROBE, probe).await {
         Ok(Ok(_)) => Ok(Reachability::Online),
         Ok(Err(ClientError::Unauthorized(_))) => Err(
             "the server refused the token (expired or revoked?): log in again with \
