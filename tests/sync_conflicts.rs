@@ -87,8 +87,11 @@ async fn an_edit_survives_a_remote_delete() {
         .unwrap();
     let uploader = start_uploader(&env.client, &journal, &Arc::new(Recorder::default()));
     let stats = drain(&uploader).await;
+    // Recorded, so the user learns that the delete made elsewhere was undone.
     assert!(
-        stats.errors.is_empty() && stats.conflicts.is_empty(),
+        stats.errors.is_empty()
+            && stats.conflicts.len() == 1
+            && stats.conflicts[0].contains("deleted on the server"),
         "{stats:?}"
     );
     assert_eq!(

@@ -60,7 +60,7 @@ async fn sequential_reads_fetch_aligned_multi_chunk_ranges_once() {
 }
 
 #[tokio::test]
-async fn a_random_read_asks_for_its_own_chunk_only() {
+async fn a_random_read_fetches_only_its_chunk_and_the_next() {
     let (h, data) = harness(64 * CHUNK as usize);
     let ino = h.lookup_path("f.bin").await.unwrap().attr.ino;
     let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
@@ -68,13 +68,14 @@ async fn a_random_read_asks_for_its_own_chunk_only() {
     let got = h.fs.read(ino, fh, off, 10).await.unwrap();
     assert_eq!(&got[..], &data[off as usize..off as usize + 10]);
     h.fs.wait_fetches_idle().await;
+    // The chunk itself and the one after (random read-ahead), in one request or two
+    // (whichever of the reader and the read-ahead planner asked first), never a whole span.
     let log = h.remote.read_log();
+    let fetched: u64 = log.iter().map(|(_, r)| r.end - r.start).sum();
+    assert_eq!(fetched, 2 * CHUNK, "{log:?}");
     assert!(
-        log.iter().any(|(_, r)| *r == (41 * CHUNK..42 * CHUNK)),
+        log.iter()
+            .all(|(_, r)| r.start >= 41 * CHUNK && r.end <= 43 * CHUNK),
         "{log:?}"
-    );
-    assert!(
-        log.iter().all(|(_, r)| r.end - r.start == CHUNK),
-        "no span fetched for a random read: {log:?}"
     );
 }
