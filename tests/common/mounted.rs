@@ -204,7 +204,7 @@ impl MountProcess {
             live: true,
             unmount_on_drop: true,
         };
-        wait_for("the mount to be live", Duration::from_secs(20), || {
+        wait_for("the mount to be live", Duration::from_secs(60), || {
             if let Ok(Some(status)) = m.child.try_wait() {
                 let log = std::fs::read_to_string(&m.log).unwrap_or_default();
                 panic!("cells-mount exited ({status}) before mounting:\n{log}");
@@ -220,7 +220,7 @@ impl MountProcess {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = wait_for(
             "cells-mount to exit after SIGTERM",
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             || self.child.try_wait().ok().flatten(),
         );
         assert!(
