@@ -1,61 +1,17 @@
 //! The Cells "storage-independent" content hash: MD5 over the MD5 digests of 10 MiB blocks.
 //!
 //! Every Cells v4+ server records it as `x-cells-hash`; computing it locally lets us verify
-//! downloads and name cache entries without trusting storage ETags.
+//! downloads and name cache entries without trusting storage ETags. Feed bytes in any
+//! chunking with [`CellsHasher::update`]; content whose length is an exact multiple of the
+//! block size gets no extra empty block; empty content hashes as one empty block.
 
-use md5::{Digest, Md5};
-
-/// Block size of the Cells hash. Multipart part sizes must be multiples of it so that the
-/// server's per-part digests concatenate to the same value as the whole-file hash.
-pub const CELLS_HASH_BLOCK: usize = 10 * 1024 * 1024;
-
-/// Streaming Cells hasher: feed bytes in any chunking with [`CellsHasher::update`].
-#[derive(Clone, Default)]
-pub struct CellsHasher {
-    outer: Md5,
-    block: Md5,
-    in_block: usize,
-    blocks_done: u64,
-}
-
-impl CellsHasher {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn update(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let room = CELLS_HASH_BLOCK - self.in_block;
-            let take = room.min(data.len());
-            self.block.update(&data[..take]);
-            self.in_block += take;
-            data = &data[take..];
-            if self.in_block == CELLS_HASH_BLOCK {
-                self.close_block();
-            }
-        }
-    }
-
-    fn close_block(&mut self) {
-        let digest = std::mem::take(&mut self.block).finalize();
-        self.outer.update(digest);
-        self.in_block = 0;
-        self.blocks_done += 1;
-    }
-
-    /// Lowercase hex of the hash. Empty content hashes as one empty block; content whose
-    /// length is an exact multiple of the block size gets no extra empty block.
-    pub fn finalize_hex(mut self) -> String {
-        if self.in_block > 0 || self.blocks_done == 0 {
-            self.close_block();
-        }
-        hex::encode(self.outer.finalize())
-    }
-}
+/// The one streaming implementation lives in the cache crate, which verifies stored content
+/// with it (and cannot depend on this crate); re-exported here for everything else.
+pub use cells_cache::{CELLS_HASH_BLOCK, CellsHasher};
 
 /// Cells hash of a byte slice held in memory.
 pub fn cells_hash(data: &[u8]) -> String {
-    let mut h = CellsHasher::new();
+    let mut h = CellsHasher::default();
     h.update(data);
     h.finalize_hex()
 }
@@ -64,7 +20,7 @@ pub fn cells_hash(data: &[u8]) -> String {
 pub fn cells_hash_file(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let mut h = CellsHasher::new();
+    let mut h = CellsHasher::default();
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
         let n = f.read(&mut buf)?;
@@ -98,7 +54,7 @@ mod tests {
     fn chunking_does_not_matter() {
         let data = pattern(CELLS_HASH_BLOCK + 12345);
         let whole = cells_hash(&data);
-        let mut h = CellsHasher::new();
+        let mut h = CellsHasher::default();
         for chunk in data.chunks(777_777) {
             h.update(chunk);
         }

@@ -1,6 +1,7 @@
 //! Whole-content digests used to verify a complete entry against its key.
 //!
-//! The Cells hash is re-implemented here (the cache crate does not depend on the client):
+//! The Cells hash lives here because the cache verifies content with it and depends on no
+//! other crate of the workspace; `cells_mount::hash` re-exports it:
 //! MD5 over the MD5 digests of 10 MiB blocks; empty content counts as one empty block.
 
 use crate::key::KeyKind;
@@ -9,8 +10,8 @@ use md5::{Digest, Md5};
 /// Block size of the Cells hash.
 pub const CELLS_HASH_BLOCK: usize = 10 * 1024 * 1024;
 
-/// Streaming Cells hasher.
-#[derive(Default)]
+/// Streaming Cells hasher: feed bytes in any chunking.
+#[derive(Default, Clone)]
 pub struct CellsHasher {
     outer: Md5,
     block: Md5,
@@ -19,6 +20,10 @@ pub struct CellsHasher {
 }
 
 impl CellsHasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let take = (CELLS_HASH_BLOCK - self.in_block).min(data.len());

@@ -94,10 +94,9 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
         self.spawn("lookup", reply, move |fs, g| async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.lookup(parent.0, &name).await, |r, e| {
+                r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))
+            })
         });
     }
 
@@ -109,19 +108,17 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.spawn("getattr", reply, move |fs, g| async move {
-            match fs.getattr(ino.0).await {
-                Ok(e) => g.send(|r| r.attr(&e.ttl, &file_attr(&e.attr))),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.getattr(ino.0).await, |r, e| {
+                r.attr(&e.ttl, &file_attr(&e.attr))
+            })
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.spawn("opendir", reply, move |fs, g| async move {
-            match fs.opendir(ino.0).await {
-                Ok(fh) => g.send(|r| r.opened(FileHandle(fh), FopenFlags::empty())),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.opendir(ino.0).await, |r, fh| {
+                r.opened(FileHandle(fh), FopenFlags::empty())
+            })
         });
     }
 
@@ -254,10 +251,9 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         reply: ReplyData,
     ) {
         self.spawn("read", reply, move |fs, g| async move {
-            match fs.read(ino.0, fh.0, offset, size).await {
-                Ok(data) => g.send(|r| r.data(&data)),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.read(ino.0, fh.0, offset, size).await, |r, data| {
+                r.data(&data)
+            })
         });
     }
 
@@ -367,10 +363,9 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     ) {
         let (caller, name) = (caller(req), name.to_owned());
         self.spawn("mknod", reply, move |fs, g| async move {
-            match fs.mknod(parent.0, &name, mode, caller).await {
-                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.mknod(parent.0, &name, mode, caller).await, |r, e| {
+                r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))
+            })
         });
     }
 
@@ -385,30 +380,23 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     ) {
         let (caller, name) = (caller(req), name.to_owned());
         self.spawn("mkdir", reply, move |fs, g| async move {
-            match fs.mkdir(parent.0, &name, mode, caller).await {
-                Ok(e) => g.send(|r| r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.mkdir(parent.0, &name, mode, caller).await, |r, e| {
+                r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))
+            })
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
         self.spawn("unlink", reply, move |fs, g| async move {
-            match fs.unlink(parent.0, &name).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.unlink(parent.0, &name).await, |r, ()| r.ok())
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
         self.spawn("rmdir", reply, move |fs, g| async move {
-            match fs.rmdir(parent.0, &name).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.rmdir(parent.0, &name).await, |r, ()| r.ok())
         });
     }
 
@@ -425,13 +413,11 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         let (name, new_name) = (name.to_owned(), new_name.to_owned());
         let flags = rename_flags(flags);
         self.spawn("rename", reply, move |fs, g| async move {
-            match fs
-                .rename(parent.0, &name, new_parent.0, &new_name, flags)
-                .await
-            {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(
+                fs.rename(parent.0, &name, new_parent.0, &new_name, flags)
+                    .await,
+                |r, ()| r.ok(),
+            )
         });
     }
 
@@ -449,10 +435,9 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     ) {
         let data = data.to_vec();
         self.spawn("write", reply, move |fs, g| async move {
-            match fs.write(ino.0, fh.0, offset, &data).await {
-                Ok(n) => g.send(|r| r.written(n)),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.write(ino.0, fh.0, offset, &data).await, |r, n| {
+                r.written(n)
+            })
         });
     }
 
@@ -465,10 +450,7 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         reply: ReplyEmpty,
     ) {
         self.spawn("flush", reply, move |fs, g| async move {
-            match fs.flush(ino.0, fh.0).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.flush(ino.0, fh.0).await, |r, ()| r.ok())
         });
     }
 
@@ -481,10 +463,7 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         reply: ReplyEmpty,
     ) {
         self.spawn("fsync", reply, move |fs, g| async move {
-            match fs.fsync(ino.0, fh.0).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.fsync(ino.0, fh.0).await, |r, ()| r.ok())
         });
     }
 
@@ -516,10 +495,9 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
             fh: fh.map(|f| f.0),
         };
         self.spawn("setattr", reply, move |fs, g| async move {
-            match fs.setattr(ino.0, attr).await {
-                Ok(e) => g.send(|r| r.attr(&e.ttl, &file_attr(&e.attr))),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.setattr(ino.0, attr).await, |r, e| {
+                r.attr(&e.ttl, &file_attr(&e.attr))
+            })
         });
     }
 
@@ -535,20 +513,14 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     ) {
         let (name, value) = (name.to_owned(), value.to_vec());
         self.spawn("setxattr", reply, move |fs, g| async move {
-            match fs.setxattr(ino.0, &name, &value).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.setxattr(ino.0, &name, &value).await, |r, ()| r.ok())
         });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
         self.spawn("removexattr", reply, move |fs, g| async move {
-            match fs.removexattr(ino.0, &name).await {
-                Ok(()) => g.send(|r| r.ok()),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.removexattr(ino.0, &name).await, |r, ()| r.ok())
         });
     }
 

@@ -59,6 +59,15 @@ impl<R: ErrorReply> ReplyGuard<R> {
         }
     }
 
+    /// Answers a core result: `send` builds the reply from the value, an error becomes its
+    /// errno (logged and counted).
+    pub fn answer<T>(self, result: Result<T, FsError>, send: impl FnOnce(R, T)) {
+        match result {
+            Ok(value) => self.send(|reply| send(reply, value)),
+            Err(err) => self.fail(&err),
+        }
+    }
+
     /// Answers with the errno of `err`, logging and counting it.
     pub fn fail(mut self, err: &FsError) {
         if let Some(reply) = self.reply.take() {
