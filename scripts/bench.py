@@ -1,6 +1,7 @@
-"""The read-path benchmark's measurements (run by scripts/bench, which builds, seeds and starts
-the test server): `prepare` writes the data set; `run` measures cells-mount, its baselines
-(native reads, bindfs, curl) and rclone on the same files and prints one table of ratios."""
+"""The benchmark's measurements (run by scripts/bench, which builds, seeds and starts the test
+server): `prepare` writes the data set; `run` measures cells-mount, its baselines (native reads,
+bindfs, curl) and rclone on the same files, read path then write path (bench_writes.py), and
+prints one table of ratios."""
 
 import os
 import signal
@@ -12,10 +13,13 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_mounts import (  # noqa: E402
-    BindfsMount, CellsMount, RcloneMount, drop_caches, is_mounted, median_of, peak_rss_mb,
+    BindfsMount, CellsMount, RcloneMount, drop_caches, ensure_up, median_of, peak_rss_mb,
     timed_listing, timed_read, unmount_all,
 )
 from bench_table import Row, print_table  # noqa: E402
+from bench_writes import (  # noqa: E402
+    KEYS as WRITE_KEYS, WRITES, measure_bindfs_writes, measure_client_writes, prepare_source, write_sizes,
+)
 
 BIG_FILE = "big.bin"
 DIR = "dir-entries"
@@ -38,10 +42,13 @@ def prepare(work):
     """Writes the data set under WORK/data/personal-files/alice, reusing one of the same sizes
     left by an earlier run in the same BENCH_DIR."""
     file_mib, entries, huge, _ = sizes()
+    prepare_source(work, write_sizes()[1])
     root = os.path.join(work, "data", "personal-files", "alice")
     marker = os.path.join(work, "data-sizes")
     wanted = f"{file_mib} {entries} {huge}\n"
     if os.path.exists(marker) and read_text(marker) == wanted:
+        # An earlier run's written files would collide with this run's names.
+        subprocess.run(["rm", "-rf", os.path.join(root, WRITES)], check=True)
         print(f"bench: reusing the data set in {root}")
         return
     subprocess.run(["rm", "-rf", os.path.join(work, "data")], check=True)
@@ -72,11 +79,6 @@ def attempt(results, key, measure):
         results[key] = measure()
     except Exception as e:  # noqa: BLE001 - a failed row is reported, the others still run
         results[key] = str(e)
-
-
-def ensure_up(mount):
-    if not is_mounted(mount.mountpoint):
-        mount.start()
 
 
 def measure_baselines(cfg, work, results):
@@ -216,12 +218,29 @@ def rows(cfg, r):
         Row(f"4b restart to first ls ({e}), from start", "time", r["cells_restart_start"], None,
             r["rclone_restart_start"], None, None),
         Row(f"5  peak RSS after ls -l {h} entries", "mem", r["cells_rss"], None, r["rclone_rss"], "<", 150.0),
+    ] + write_rows(cfg, r)
+
+
+def write_rows(cfg, r):
+    n, w = cfg["write_files"], cfg["write_mib"]
+    return [
+        Row(f"6a create {n} x 4 KiB files vs bindfs", "files", r["cells_create_rate"], r["bindfs_create_rate"],
+            r["rclone_create_rate"], ">=", 0.5),
+        Row(f"6b create {n} files until all on server", "time", r["cells_create_server"], None,
+            r["rclone_create_server"], None, None),
+        Row(f"7a seq write {w} MiB (cp + close) vs bindfs", "rate", r["cells_write_rate"], r["bindfs_write_rate"],
+            r["rclone_write_rate"], ">=", 0.8),
+        Row(f"7b seq write {w} MiB until on server", "time", r["cells_write_server"], None,
+            r["rclone_write_server"], None, None),
     ]
 
 
 def run(work):
     file_mib, entries, huge, repeats = sizes()
+    write_files, write_mib = write_sizes()
     cfg = {
+        "write_files": write_files, "write_mib": write_mib,
+        "write_source": prepare_source(work, write_mib),
         "file_bytes": file_mib << 20, "entries": entries, "huge": huge, "repeats": repeats,
         "server": os.environ["BENCH_SERVER_URL"], "token": os.environ["BENCH_TOKEN"],
         "data": os.path.join(work, "data", "personal-files", "alice"),
@@ -230,22 +249,27 @@ def run(work):
     results = {}
     try:
         measure_baselines(cfg, work, results)
+        measure_bindfs_writes(cfg, work, results)
         unavailable = os.environ.get("BENCH_CELLS_UNAVAILABLE")
         if unavailable:
-            for key in ("read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss"):
+            for key in ("read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss",
+                        *WRITE_KEYS):
                 results[f"cells_{key}"] = unavailable
         else:
             cells = CellsMount(os.environ["BENCH_CELLS_BIN"], cfg["server"], cfg["token"],
                                os.path.join(work, "mnt", "cells"), os.path.join(work, "cells-cache"),
                                os.path.join(work, "cells-state"))
             measure_client(cfg, cells, "cells", results)
+            measure_client_writes(cfg, cells, cfg["data"], "cells", results)
         rclone = RcloneMount(cfg["server"], cfg["token"], os.path.join(work, "mnt", "rclone"),
                              os.path.join(work, "rclone-cache"))
         measure_client(cfg, rclone, "rclone", results)
+        measure_client_writes(cfg, rclone, cfg["data"], "rclone", results)
     finally:
         unmount_all()
     dropped = "yes" if drop_caches() else "NO (not root: cold rows are warm-ish)"
-    print(f"\nbench: {file_mib} MiB file, {entries} and {huge} entry folders, median of {repeats} runs; "
+    print(f"\nbench: {file_mib} MiB file, {entries} and {huge} entry folders, writes of {write_files} x 4 KiB "
+          f"and {write_mib} MiB, median of {repeats} runs; "
           f"timer: time.perf_counter around each command; kernel caches dropped for cold rows: {dropped}")
     print_table(rows(cfg, results))
 

@@ -8,8 +8,8 @@ COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 
 
 class Row:
-    """`kind` is "rate" (MiB/s, higher is better), "time" (seconds) or "mem" (MB), both lower is
-    better. With a baseline, the target (`op` `target`) applies to the ratio ours/baseline;
+    """`kind` is "rate" (MiB/s) or "files" (files/s), higher is better, or "time" (seconds) or
+    "mem" (MB), lower is better. With a baseline, the target (`op` `target`) applies to the ratio ours/baseline;
     without one, to our figure itself."""
 
     def __init__(self, label, kind, ours, base, rclone, op, target):
@@ -43,11 +43,13 @@ class Row:
         """Is cells-mount's figure better than rclone's?"""
         if not (isinstance(self.ours, float) and isinstance(self.rclone, float)):
             return None
-        return self.ours > self.rclone if self.kind == "rate" else self.ours < self.rclone
+        return self.ours > self.rclone if self.kind in ("rate", "files") else self.ours < self.rclone
 
     def fmt(self, value):
         if self.kind == "rate":
             return f"{value:.0f} MiB/s"
+        if self.kind == "files":
+            return f"{value:.0f} files/s"
         if self.kind == "mem":
             return f"{value:.1f} MB"
         return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"

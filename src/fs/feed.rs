@@ -54,6 +54,11 @@ impl<R: Remote> CellsFs<R> {
         } = ev;
         let target = target.filter(|t| self.inside(t) && !is_desktop_junk(t.name()));
         let source = source.filter(|s| self.inside(s));
+        if let (ChangeKind::UpdatePath, Some(s), Some(t)) = (&kind, &source, &target)
+            && self.follow_remote_move(s, t).await?
+        {
+            return Ok(());
+        }
         let gone = match (&kind, &source, &target) {
             (ChangeKind::Delete, Some(s), _) => Some(s.clone()),
             (ChangeKind::Delete, None, Some(t)) => Some(t.clone()),

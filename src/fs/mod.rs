@@ -9,6 +9,7 @@ mod dir;
 pub mod errors;
 mod feed;
 mod fetch;
+mod follow;
 mod hooks;
 pub mod junk;
 mod mutate;

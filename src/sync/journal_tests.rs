@@ -224,3 +224,47 @@ fn failures_are_persisted_and_orphan_staging_files_are_collected() {
     j.dismiss_conflict(id).unwrap();
     assert!(j.stats().conflicts.is_empty());
 }
+
+#[test]
+fn only_an_edit_of_the_moved_version_follows_a_server_move() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    let v1 = ContentVersion {
+        kind: HashKind::CellsHash,
+        value: "1".repeat(32),
+    };
+    let v2 = ContentVersion {
+        kind: HashKind::CellsHash,
+        value: "2".repeat(32),
+    };
+    let edit = file(src.path(), "edit", b"edited");
+    j.enqueue_upload(&p("ws/a.txt"), &edit, Some(v1.clone()))
+        .unwrap();
+    let fresh = file(src.path(), "fresh", b"new file");
+    j.enqueue_upload(&p("ws/b.txt"), &fresh, None).unwrap();
+
+    // Another version moved, or another file: nothing follows.
+    assert_eq!(
+        j.retarget_edit(&p("ws/a.txt"), &p("ws/c.txt"), &v2)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        j.retarget_edit(&p("ws/b.txt"), &p("ws/c.txt"), &v1)
+            .unwrap(),
+        0
+    );
+    // The moved version: the edit follows it.
+    assert_eq!(
+        j.retarget_edit(&p("ws/a.txt"), &p("ws/c.txt"), &v1)
+            .unwrap(),
+        1
+    );
+    let paths: Vec<String> = j
+        .pending()
+        .iter()
+        .map(|op| op.kind.main_path().to_string())
+        .collect();
+    assert_eq!(paths, ["ws/c.txt", "ws/b.txt"]);
+}
