@@ -38,7 +38,10 @@ fn a_pending_edit_follows_a_move_made_on_the_server() {
     // Someone else renames the file through the API; the mount hears of it on the feed.
     env.server().unlock("personal-files/doc.txt");
     env.rt
-        .block_on(env.client().rename(&remote("doc.txt"), &remote("moved.txt")))
+        .block_on(
+            env.client()
+                .rename(&remote("doc.txt"), &remote("moved.txt")),
+        )
         .expect("rename through the API");
 
     let server = env.personal_dir();
@@ -55,8 +58,19 @@ fn a_pending_edit_follows_a_move_made_on_the_server() {
         .filter(|n| n != "recycle_bin")
         .collect();
     names.sort();
-    assert_eq!(names, ["moved.txt"], "the old name came back, or a copy appeared");
+    assert_eq!(
+        names,
+        ["moved.txt"],
+        "the old name came back, or a copy appeared"
+    );
     assert_eq!(std::fs::read(mnt.join("moved.txt")).unwrap(), OURS);
-    assert!(!mnt.join("doc.txt").exists(), "the mount still shows the old name");
-    assert!(status_json(&mnt)["conflicts"].as_array().is_some_and(|c| c.is_empty()));
+    assert!(
+        !mnt.join("doc.txt").exists(),
+        "the mount still shows the old name"
+    );
+    assert!(
+        status_json(&mnt)["conflicts"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())
+    );
 }
