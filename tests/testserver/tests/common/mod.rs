@@ -14,6 +14,9 @@ pub async fn start(dir: &std::path::Path) -> TestServer {
 }
 
 pub fn http() -> reqwest::Client {
+    // In a workspace-wide build, Cargo unifies reqwest's features with the main crate's,
+    // which uses rustls without a default crypto provider: install one (a no-op if set).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
