@@ -118,6 +118,7 @@ pub fn systemd_escape_path(path: &str) -> String {
 
 /// One argument of a systemd `Exec*=` line: quoted, with specifiers (`%`) and variable
 /// expansion (`$`) disabled.
+#[cfg(not(target_os = "macos"))]
 pub fn systemd_quote(arg: &str) -> String {
     let escaped = arg
         .replace('\\', "\\\\")
@@ -127,6 +128,8 @@ pub fn systemd_quote(arg: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// The systemd user unit that mounts `mountpoint` at login (not used on macOS: launchd).
+#[cfg(not(target_os = "macos"))]
 pub fn systemd_unit(binary: &str, mountpoint: &str, account: &str) -> String {
     let (b, m, a) = (
         systemd_quote(binary),
