@@ -1,162 +1,25 @@
 //! `cells-mount status` and `unmount` through the real binary, a real FUSE mount and the test
-//! server on a fixed port (so it can be stopped and started again under the same URL).
+//! server (restarted on the same address, so it comes back under the same URL).
 
 mod common;
 
-use cells_mount::control::socket::{canonical_mountpoint, socket_path};
-use cells_testserver::{ServerConfig, TestServer};
+use common::mounted::{Env, WORKSPACE, cli, status_json};
 use common::{is_mountpoint, pseudo_random, wait_for};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const TOKEN: &str = "alice-token";
-const WORKSPACE: &str = "personal-files";
-
-/// A test server that can be restarted on the same address, and a mount process we own (so
-/// its exit status can be checked).
-struct Bench {
-    dir: tempfile::TempDir,
-    rt: tokio::runtime::Runtime,
-    addr: std::net::SocketAddr,
-    server: Option<TestServer>,
-    mount: Option<Child>,
-}
-
-impl Bench {
-    fn new(seed: &[(&str, &[u8])]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let personal = dir.path().join("data").join(WORKSPACE).join("alice");
-        std::fs::create_dir_all(&personal).expect("mkdir");
-        for (name, data) in seed {
-            std::fs::write(personal.join(name), data).expect("seed");
+/// A server seeded with `files` in alice's personal files.
+fn env_with(files: &[(&str, &[u8])]) -> Env {
+    Env::new(|dir| {
+        for (name, data) in files {
+            std::fs::write(dir.join(name), data).expect("seed");
         }
-        for d in ["mnt", "cache", "state"] {
-            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        let mut bench = Self {
-            dir,
-            rt,
-            addr,
-            server: None,
-            mount: None,
-        };
-        bench.start_server();
-        bench
-    }
-
-    fn mnt(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-    fn personal(&self) -> PathBuf {
-        self.dir.path().join("data").join(WORKSPACE).join("alice")
-    }
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("mount.log")
-    }
-
-    fn start_server(&mut self) {
-        let cfg = ServerConfig {
-            listen: self.addr,
-            ..ServerConfig::new(self.dir.path().join("data"))
-        };
-        self.server = Some(self.rt.block_on(TestServer::start(cfg)).expect("server"));
-    }
-
-    fn stop_server(&mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.stop());
-        }
-    }
-
-    fn mount(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .expect("log");
-        let d = |p: &str| self.dir.path().join(p);
-        let child = Command::new(env!("CARGO_BIN_EXE_cells-mount"))
-            .arg("mount")
-            .arg(self.mnt())
-            .args(["--foreground", "--workspace", WORKSPACE])
-            .args(["--server", &format!("http://{}", self.addr)])
-            .arg("--cache-dir")
-            .arg(d("cache"))
-            .arg("--state-dir")
-            .arg(d("state"))
-            .env("CELLS_TOKEN", TOKEN)
-            .env("CELLS_MOUNT_LOG", "cells_mount=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn");
-        self.mount = Some(child);
-        let mnt = self.mnt();
-        wait_for(
-            "the mount and its control socket",
-            Duration::from_secs(20),
-            || {
-                if let Some(Ok(Some(status))) = self.mount.as_mut().map(Child::try_wait) {
-                    panic!("mount exited ({status}):\n{}", self.log_text());
-                }
-                (is_mountpoint(&mnt) && cli(&["status", path_str(&mnt)]).status.success())
-                    .then_some(())
-            },
-        );
-    }
-
-    /// Waits for the mount process to exit by itself; returns whether it exited cleanly.
-    fn wait_mount_exit(&mut self) -> bool {
-        let mut child = self.mount.take().expect("a mount process");
-        let status = wait_for("the mount process to exit", Duration::from_secs(30), || {
-            child.try_wait().ok().flatten()
-        });
-        status.success()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
-    }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.mount.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // A killed mount cannot remove its control socket.
-        if let Ok(socket) = canonical_mountpoint(&self.mnt()).and_then(|m| socket_path(&m)) {
-            let _ = std::fs::remove_file(socket);
-        }
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(self.mnt())
-            .stderr(Stdio::null())
-            .status();
-        self.stop_server();
-    }
+    })
 }
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cells-mount"))
-        .args(args)
-        .output()
-        .expect("run cells-mount")
 }
 
 fn text(o: &Output) -> String {
@@ -165,12 +28,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn status_json(mnt: &Path) -> serde_json::Value {
-    let o = cli(&["status", path_str(mnt), "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
 }
 
 #[test]
@@ -195,7 +52,7 @@ fn status_reports_every_field_and_follows_the_server_going_away_and_back() {
     if !common::fuse_available("status_reports_every_field") {
         return;
     }
-    let mut b = Bench::new(&[
+    let mut b = env_with(&[
         ("hello.txt", b"hello\n"),
         ("later.bin", &pseudo_random(50_000, 3)),
     ]);
@@ -274,7 +131,7 @@ fn unmount_waits_for_the_uploads_then_the_mount_exits() {
     if !common::fuse_available("unmount_waits_for_the_uploads") {
         return;
     }
-    let mut b = Bench::new(&[]);
+    let mut b = env_with(&[]);
     b.mount();
     let files: Vec<(String, Vec<u8>)> = (0..3)
         .map(|i| {
@@ -292,16 +149,17 @@ fn unmount_waits_for_the_uploads_then_the_mount_exits() {
         o.status.success(),
         "{}\nmount log:\n{}",
         text(&o),
-        b.log_text()
+        b.mount_log()
     );
     assert!(!is_mountpoint(&b.mnt()), "still mounted");
     assert!(
         b.wait_mount_exit(),
         "the mount process failed:\n{}",
-        b.log_text()
+        b.mount_log()
     );
     for (name, data) in &files {
-        let on_server = std::fs::read(b.personal().join(name)).expect("uploaded before unmount");
+        let on_server =
+            std::fs::read(b.personal_dir().join(name)).expect("uploaded before unmount");
         assert!(on_server == *data, "{name} differs on the server");
     }
 }
@@ -311,7 +169,7 @@ fn forced_unmount_leaves_pending_uploads_for_the_next_mount() {
     if !common::fuse_available("forced_unmount_leaves_pending_uploads") {
         return;
     }
-    let mut b = Bench::new(&[("seed.txt", b"seed")]);
+    let mut b = env_with(&[("seed.txt", b"seed")]);
     b.mount();
     // Listed while online, so creating names in it needs no server.
     assert_eq!(std::fs::read_dir(b.mnt()).expect("list").count(), 1);
@@ -332,7 +190,7 @@ fn forced_unmount_leaves_pending_uploads_for_the_next_mount() {
         o.status.success(),
         "{}\nmount log:\n{}",
         text(&o),
-        b.log_text()
+        b.mount_log()
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -344,14 +202,14 @@ fn forced_unmount_leaves_pending_uploads_for_the_next_mount() {
     assert!(
         b.wait_mount_exit(),
         "the mount process failed:\n{}",
-        b.log_text()
+        b.mount_log()
     );
-    assert!(!b.personal().join("offline-0.bin").exists());
+    assert!(!b.personal_dir().join("offline-0.bin").exists());
 
     b.start_server();
     b.mount();
     for (name, data) in &files {
-        let path = b.personal().join(name);
+        let path = b.personal_dir().join(name);
         wait_for(
             "the pending upload after remount",
             Duration::from_secs(60),
@@ -367,12 +225,10 @@ fn unmount_without_a_live_control_socket_falls_back_to_fusermount() {
     if !common::fuse_available("unmount_falls_back") {
         return;
     }
-    let mut b = Bench::new(&[("seed.txt", b"seed")]);
+    let mut b = env_with(&[("seed.txt", b"seed")]);
     b.mount();
     // kill -9: a stale mount and a socket file nobody answers on.
-    let mut child = b.mount.take().expect("mount");
-    child.kill().expect("kill");
-    let _ = child.wait();
+    b.kill_mount();
     let o = cli(&["status", path_str(&b.mnt())]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
@@ -402,7 +258,7 @@ fn ctrl_c_during_the_wait_stops_waiting_and_keeps_the_mount() {
     if !common::fuse_available("ctrl_c_during_the_wait") {
         return;
     }
-    let mut b = Bench::new(&[("seed.txt", b"seed")]);
+    let mut b = env_with(&[("seed.txt", b"seed")]);
     b.mount();
     assert_eq!(std::fs::read_dir(b.mnt()).expect("list").count(), 1);
     b.stop_server();

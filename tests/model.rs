@@ -10,14 +10,12 @@
 //! `scripts/model-long` runs many more.
 
 mod common;
-#[path = "model/harness.rs"]
-mod harness;
 #[path = "model/ops.rs"]
 mod ops;
 #[path = "model/tree.rs"]
 mod tree;
 
-use harness::Bench;
+use common::mounted::Env;
 use ops::{Expect, Model, Op, PATHS, data, op_strategy};
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use std::os::unix::fs::FileExt;
@@ -73,11 +71,12 @@ fn matches(expect: &Expect, got: &std::io::Result<()>) -> bool {
 }
 
 /// Waits until the mount and the server's disk both agree with the model.
-fn converge(bench: &Bench, model: &Model, when: &str) -> Result<(), String> {
+fn converge(bench: &Env, model: &Model, when: &str) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let mount = tree::walk(&bench.mnt()).map_err(|e| format!("{when}: mount: {e}"))?;
-        let server = tree::walk(&bench.personal()).map_err(|e| format!("{when}: server: {e}"))?;
+        let server =
+            tree::walk(&bench.personal_dir()).map_err(|e| format!("{when}: server: {e}"))?;
         let dm = tree::diff(&mount, &model.tree, &model.conflicts);
         let ds = tree::diff(&server, &model.tree, &model.conflicts);
         if dm.is_empty() && ds.is_empty() {
@@ -88,7 +87,7 @@ fn converge(bench: &Bench, model: &Model, when: &str) -> Result<(), String> {
                 "{when}: no agreement after {SETTLE:?}\nmount vs model:\n  {}\nserver vs model:\n  {}\nstatus: {}",
                 dm.join("\n  "),
                 ds.join("\n  "),
-                bench.status_json()
+                common::mounted::status_json(&bench.mnt())
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -96,10 +95,10 @@ fn converge(bench: &Bench, model: &Model, when: &str) -> Result<(), String> {
 }
 
 /// Runs one operation on both sides; `Err` describes a disagreement.
-fn step(bench: &mut Bench, model: &mut Model, op: &Op) -> Result<(), String> {
+fn step(bench: &mut Env, model: &mut Model, op: &Op) -> Result<(), String> {
     match *op {
         Op::Remount => {
-            bench.terminate();
+            bench.unmount();
             bench.mount();
         }
         Op::Kill9 => {
@@ -146,7 +145,7 @@ fn step(bench: &mut Bench, model: &mut Model, op: &Op) -> Result<(), String> {
                 return Ok(());
             }
             let content = data(len, seed);
-            let disk = bench.personal().join(rel);
+            let disk = bench.personal_dir().join(rel);
             let old = std::fs::metadata(&disk)
                 .and_then(|m| m.modified())
                 .map_err(|e| format!("server copy of {rel}: {e}"))?;
@@ -173,11 +172,11 @@ fn step(bench: &mut Bench, model: &mut Model, op: &Op) -> Result<(), String> {
 }
 
 fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut bench = Bench::new(|_| {});
+    let mut bench = Env::new(|_| {});
     bench.mount();
     let mut model = Model::default();
-    let fail = |bench: &Bench, i: usize, msg: String| {
-        let log = bench.log_text();
+    let fail = |bench: &Env, i: usize, msg: String| {
+        let log = bench.mount_log();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         TestCaseError::fail(format!(
@@ -197,7 +196,7 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
     }
     converge(&bench, &model, "at the end").map_err(|m| fail(&bench, ops.len(), m))?;
     // What was agreed survives a clean restart.
-    bench.terminate();
+    bench.unmount();
     bench.mount();
     converge(&bench, &model, "after a final remount").map_err(|m| fail(&bench, ops.len(), m))?;
     Ok(())

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn cells_mount(args: &[&str], token: Option<&str>) -> Output {
+fn cells_mount<S: AsRef<std::ffi::OsStr>>(args: &[S], token: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cells-mount"));
     cmd.args(args)
         .env_remove("CELLS_TOKEN")
@@ -22,6 +22,19 @@ fn cells_mount(args: &[&str], token: Option<&str>) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `mount MNT --server URL [--workspace WS] --cache-dir C --state-dir S` for `env`, detached.
+fn detached_mount_args(env: &Env, workspace: Option<&str>) -> Vec<String> {
+    let d = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let mut args = vec!["mount".to_owned(), d(env.mnt()), "--server".to_owned()];
+    args.push(env.server().url());
+    if let Some(ws) = workspace {
+        args.extend(["--workspace".to_owned(), ws.to_owned()]);
+    }
+    args.extend(["--cache-dir".to_owned(), d(env.cache_dir())]);
+    args.extend(["--state-dir".to_owned(), d(env.state_dir())]);
+    args
 }
 
 fn seed_hello(dir: &std::path::Path) {
@@ -149,21 +162,7 @@ fn detached_mount_returns_once_live_and_unmount_command_ends_it() {
     }
     let env = Env::new(seed_hello);
     let mnt = env.mnt().to_string_lossy().into_owned();
-    let url = env.server().url();
-    let cache = env.cache_dir().to_string_lossy().into_owned();
-    let state = env.state_dir().to_string_lossy().into_owned();
-    let args = [
-        "mount",
-        &mnt,
-        "--server",
-        &url,
-        "--workspace",
-        WORKSPACE,
-        "--cache-dir",
-        &cache,
-        "--state-dir",
-        &state,
-    ];
+    let args = detached_mount_args(&env, Some(WORKSPACE));
     let o = cells_mount(&args, Some(TOKEN));
     assert!(o.status.success(), "detached mount failed: {}", stderr(&o));
     // The parent returned only once the child said the mount is live: no waiting needed.
@@ -201,23 +200,9 @@ fn detached_mount_reports_the_childs_error() {
         return;
     }
     let env = Env::new(seed_hello);
-    let d = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let (mnt, cache, state) = (d(&env.mnt()), d(&env.cache_dir()), d(&env.state_dir()));
     // The server is up but refuses this token: the detached child must fail, and the parent
     // must say why and exit non-zero, without echoing the token.
-    let url = env.server().url();
-    let args = [
-        "mount",
-        &mnt,
-        "--server",
-        &url,
-        "--workspace",
-        WORKSPACE,
-        "--cache-dir",
-        &cache,
-        "--state-dir",
-        &state,
-    ];
+    let args = detached_mount_args(&env, Some(WORKSPACE));
     let o = cells_mount(&args, Some("secret-token-value"));
     assert!(!o.status.success(), "mount with a refused token succeeded");
     assert!(stderr(&o).contains("refused the token"), "{}", stderr(&o));
@@ -262,19 +247,8 @@ fn without_a_workspace_the_root_lists_every_workspace() {
         return;
     }
     let env = Env::new(seed_hello);
-    let d = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let (mnt, cache, state) = (d(&env.mnt()), d(&env.cache_dir()), d(&env.state_dir()));
-    let url = env.server().url();
-    let args = [
-        "mount",
-        &mnt,
-        "--server",
-        &url,
-        "--cache-dir",
-        &cache,
-        "--state-dir",
-        &state,
-    ];
+    let mnt = env.mnt().to_string_lossy().into_owned();
+    let args = detached_mount_args(&env, None);
     let o = cells_mount(&args, Some(TOKEN));
     assert!(
         o.status.success(),

@@ -3,10 +3,8 @@
 //! lines the document shows. The doc and the behaviour cannot drift apart silently.
 
 mod common;
-#[path = "model/harness.rs"]
-mod harness;
 
-use harness::Bench;
+use common::mounted::Env;
 use std::path::Path;
 use std::process::Command;
 
@@ -72,7 +70,7 @@ fn parse(doc: &str) -> Vec<Example> {
     out
 }
 
-fn run_step(bench: &Bench, step: &Step) -> Vec<String> {
+fn run_step(bench: &Env, step: &Step) -> Vec<String> {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_cells-mount"))
         .parent()
         .expect("binary folder");
@@ -88,7 +86,7 @@ fn run_step(bench: &Bench, step: &Step) -> Vec<String> {
         .current_dir(bench.mnt())
         .env("PATH", path)
         .env("MNT", bench.mnt())
-        .env("SERVER", bench.personal())
+        .env("SERVER", bench.personal_dir())
         .env("LC_ALL", "C")
         .output()
         .expect("run bash");
@@ -114,7 +112,7 @@ fn semantics_examples_match_the_mount() {
     let mut failures = Vec::new();
     let mut commands = 0;
     for ex in &examples {
-        let mut bench = Bench::new(|_| {});
+        let mut bench = Env::new(|_| {});
         bench.mount();
         for step in &ex.steps {
             commands += 1;
@@ -127,7 +125,7 @@ fn semantics_examples_match_the_mount() {
                 break;
             }
         }
-        bench.terminate();
+        bench.unmount();
     }
     eprintln!(
         "SEMANTICS.md: {} examples, {commands} commands",

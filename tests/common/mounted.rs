@@ -1,9 +1,13 @@
 //! A test environment around the real `cells-mount` binary: a seeded `cells-testserver` in a
-//! runtime of its own, and `cells-mount --foreground` as a child process, killed and lazily
-//! unmounted on drop so a failed test never leaves a mount behind.
+//! runtime of its own (restarted on the same address, so an outage is a stop and a start under
+//! one URL), `cells-mount --foreground` as a child process (stopped cleanly, SIGKILLed, started
+//! again), and a Cells client acting as another device. Everything is killed and lazily
+//! unmounted on drop, so a failed test never leaves a mount behind.
 
 use super::{is_mountpoint, wait_for};
 use cells_mount::client::{CellsClient, ClientConfig, Secret};
+use cells_mount::control::socket::{canonical_mountpoint, socket_path};
+use cells_mount::names::RemotePath;
 use cells_testserver::{ServerConfig, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,6 +72,19 @@ impl Env {
         self.server.as_ref().expect("server running")
     }
 
+    pub fn server_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        self.mount.is_some()
+    }
+
+    /// Every mount's stderr, appended: it outlives the mount process, for failure reports.
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mount.log")
+    }
+
     pub fn start_server(&mut self) {
         let mut cfg = ServerConfig::new(self.dir.path().join("data"));
         if let Some(addr) = self.addr {
@@ -94,18 +111,21 @@ impl Env {
         CellsClient::new(cfg).expect("client")
     }
 
-    /// Starts `cells-mount --foreground` and waits until the mount is live.
+    /// Starts `cells-mount --foreground` and waits until the mount and its control socket
+    /// are live. With the server stopped, the mount still gets its address, so it reconnects
+    /// when the server comes back.
     pub fn mount(&mut self) {
-        let url = self
-            .server
-            .as_ref()
-            .map_or_else(|| "http://127.0.0.1:9".to_string(), |s| s.url());
+        let url = self.addr.map_or_else(
+            || "http://127.0.0.1:9".to_string(),
+            |a| format!("http://{a}"),
+        );
         let m = MountProcess::start(
             &url,
             &self.mnt(),
             &self.cache_dir(),
             &self.state_dir(),
             &self.mount_args,
+            &self.log_path(),
         );
         self.mount = Some(m);
     }
@@ -122,6 +142,13 @@ impl Env {
         if let Some(mut m) = self.mount.take() {
             m.kill_only();
         }
+    }
+
+    /// SIGKILL, then a lazy unmount of the dead mount (as a user's `fusermount -u` would).
+    pub fn kill9(&mut self) {
+        self.kill_mount();
+        remove_dead_socket(&self.mnt());
+        lazy_unmount(&self.mnt());
     }
 
     /// Waits until the mount process exits by itself (after `cells-mount unmount`); returns
@@ -145,19 +172,39 @@ impl Env {
     }
 
     pub fn mount_log(&self) -> String {
-        self.mount
-            .as_ref()
-            .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default())
-            .unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
+
+    /// Uploads `data` as `rel` (relative to the workspace) through the Cells API, as another
+    /// client would.
+    pub fn server_upload(&self, rel: &str, data: &[u8]) {
+        let local = self.dir.path().join("upload.tmp");
+        std::fs::write(&local, data).expect("write upload source");
+        self.rt
+            .block_on(self.client().upload_file(&remote_path(rel), &local))
+            .unwrap_or_else(|e| panic!("server-side upload of {rel}: {e}"));
+    }
+}
+
+/// The Cells path of `rel` (slash-separated, relative to the mounted workspace).
+pub fn remote_path(rel: &str) -> RemotePath {
+    RemotePath::parse(&format!("{WORKSPACE}/{rel}")).expect("valid test path")
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         self.mount.take();
+        // A killed mount cannot remove its control socket (outside the tempdir).
+        remove_dead_socket(&self.mnt());
         // A stale mount left by a test that failed midway would make the tempdir undeletable.
         lazy_unmount(&self.mnt());
         self.stop_server();
+    }
+}
+
+fn remove_dead_socket(mountpoint: &Path) {
+    if let Ok(socket) = canonical_mountpoint(mountpoint).and_then(|m| socket_path(&m)) {
+        let _ = std::fs::remove_file(socket);
     }
 }
 
@@ -172,15 +219,24 @@ fn lazy_unmount(mountpoint: &Path) {
 pub struct MountProcess {
     child: Child,
     mountpoint: PathBuf,
-    pub log: PathBuf,
     live: bool,
     unmount_on_drop: bool,
 }
 
 impl MountProcess {
-    pub fn start(url: &str, mnt: &Path, cache: &Path, state: &Path, extra: &[String]) -> Self {
-        let log = mnt.with_extension(format!("log-{}", std::process::id()));
-        let log_file = std::fs::File::create(&log).expect("log file");
+    pub fn start(
+        url: &str,
+        mnt: &Path,
+        cache: &Path,
+        state: &Path,
+        extra: &[String],
+        log: &Path,
+    ) -> Self {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cells-mount"))
             .arg("mount")
             .arg(mnt)
@@ -200,17 +256,21 @@ impl MountProcess {
         let mut m = Self {
             child,
             mountpoint: mnt.to_owned(),
-            log,
             live: true,
             unmount_on_drop: true,
         };
+        let mnt_arg = mnt.to_str().expect("utf-8 temp path");
         wait_for("the mount to be live", Duration::from_secs(60), || {
             if let Ok(Some(status)) = m.child.try_wait() {
-                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
                 panic!("cells-mount exited ({status}) before mounting:\n{log}");
             }
-            // A stale mount from a killed process is a mount point too, but cannot be listed.
-            (is_mountpoint(&m.mountpoint) && std::fs::read_dir(&m.mountpoint).is_ok()).then_some(())
+            // A stale mount from a killed process is a mount point too, but cannot be listed;
+            // `status` answering means the control socket is up as well.
+            (is_mountpoint(&m.mountpoint)
+                && std::fs::read_dir(&m.mountpoint).is_ok()
+                && cli(&["status", mnt_arg]).status.success())
+            .then_some(())
         });
         m
     }
@@ -252,7 +312,6 @@ impl Drop for MountProcess {
         if self.unmount_on_drop {
             lazy_unmount(&self.mountpoint);
         }
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
