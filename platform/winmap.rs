@@ -145,30 +145,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_an_error_status_and_key_choices_hold() {
-        let all = [
-            FsError::NotFound,
-            FsError::NotDir,
-            FsError::IsDir,
-            FsError::NotEmpty,
-            FsError::Exists,
-            FsError::Denied("acl".into()),
-            FsError::ReadOnly,
-            FsError::NotPermitted("chown".into()),
-            FsError::InvalidName("a".into()),
-            FsError::NameTooLong,
-            FsError::Invalid("x".into()),
-            FsError::NoAttr,
-            FsError::Range(3),
-            FsError::BadHandle,
-            FsError::Unsupported,
-            FsError::Offline,
-            FsError::Unauthenticated,
-            FsError::Locked,
-            FsError::Quota,
-            FsError::NoSpace,
-            FsError::Interrupted,
-            FsError::Io("disk".into()),
-        ];
+        let all = FsError::one_of_each();
         for e in &all {
             // Severity "error": the two top bits set.
             assert_eq!((ntstatus(e) as u32) >> 30, 0b11, "{e:?}");

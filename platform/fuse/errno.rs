@@ -120,29 +120,7 @@ mod tests {
 
     #[test]
     fn every_error_maps_to_a_positive_errno_and_key_choices_hold() {
-        let all = [
-            FsError::NotFound,
-            FsError::NotDir,
-            FsError::IsDir,
-            FsError::NotEmpty,
-            FsError::Exists,
-            FsError::Denied("acl".into()),
-            FsError::ReadOnly,
-            FsError::InvalidName("a/b".into()),
-            FsError::NameTooLong,
-            FsError::Invalid("x".into()),
-            FsError::NoAttr,
-            FsError::Range(10),
-            FsError::BadHandle,
-            FsError::Unsupported,
-            FsError::Offline,
-            FsError::Unauthenticated,
-            FsError::Locked,
-            FsError::Quota,
-            FsError::NoSpace,
-            FsError::Interrupted,
-            FsError::Io("disk".into()),
-        ];
+        let all = FsError::one_of_each();
         for e in &all {
             assert!(errno(e) > 0, "{e:?}");
         }

@@ -131,6 +131,48 @@ pub enum FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+#[cfg(test)]
+impl FsError {
+    /// One value of every variant, for the tests of the adapters' errno and NTSTATUS maps.
+    /// The `match` makes a new variant a compile error here until it is listed.
+    pub(crate) fn one_of_each() -> Vec<FsError> {
+        use FsError::*;
+        let all = vec![
+            NotFound,
+            NotDir,
+            IsDir,
+            NotEmpty,
+            Exists,
+            Denied("acl".into()),
+            ReadOnly,
+            NotPermitted("chown".into()),
+            InvalidName("a/b".into()),
+            NameTooLong,
+            Invalid("x".into()),
+            NoAttr,
+            Range(10),
+            BadHandle,
+            Unsupported,
+            Offline,
+            Unauthenticated,
+            Locked,
+            Quota,
+            NoSpace,
+            Interrupted,
+            Io("disk".into()),
+        ];
+        for e in &all {
+            match e {
+                NotFound | NotDir | IsDir | NotEmpty | Exists | Denied(_) | ReadOnly
+                | NotPermitted(_) | InvalidName(_) | NameTooLong | Invalid(_) | NoAttr
+                | Range(_) | BadHandle | Unsupported | Offline | Unauthenticated | Locked
+                | Quota | NoSpace | Interrupted | Io(_) => {}
+            }
+        }
+        all
+    }
+}
+
 /// Who is asking (for the uid/gid of created files and permission decisions).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Caller {
