@@ -40,16 +40,20 @@ impl Journal {
             conflicts,
             ..QueueStats::default()
         };
+        // Files, not journal rows: two saves of one file waiting in line are one file to
+        // upload, of the size of its latest save (ops are in line order, so it wins).
+        let mut files: BTreeMap<&RemotePath, u64> = BTreeMap::new();
         for op in inner.ops.values() {
-            if let OpKind::Upload { size, .. } = &op.kind {
-                stats.pending_uploads += 1;
-                stats.pending_bytes += size;
+            if let OpKind::Upload { path, size, .. } = &op.kind {
+                files.insert(path, *size);
             }
             if op.state == OpState::Error {
                 let reason = op.last_error.clone().unwrap_or_default();
                 stats.errors.push((op.kind.main_path().to_string(), reason));
             }
         }
+        stats.pending_uploads = files.len() as u64;
+        stats.pending_bytes = files.values().sum();
         stats
     }
 
@@ -181,9 +185,17 @@ impl Journal {
         };
         let saved = schema::update(&inner.conn, &op);
         inner.ops.insert(seq, op.clone());
+        let superseded = match saved {
+            Ok(()) => absorb_next_save(&mut inner, seq)?,
+            Err(e) => return Err(e),
+        };
+        let op = inner.ops.get(&seq).cloned();
         drop(inner);
+        if let Some((staging, hash)) = superseded {
+            self.forget_staged(&staging, &hash);
+        }
         self.notify();
-        saved.map(|()| Some(op))
+        Ok(op)
     }
 
     /// The server is back: operations waiting out an offline backoff may run now (those in
@@ -204,4 +216,73 @@ impl Journal {
         let inner = self.lock();
         inner.in_flight.is_empty() && order::only_errors_left(inner.ops.values())
     }
+}
+
+/// A save that could not coalesce with the upload before it (that one was running) and is
+/// next in line for the same file: once the earlier upload is back in line without having
+/// sent a byte, the newer content replaces its content, as coalescing would have done: the
+/// entry keeps its place and the base version its edit started from, and only the latest
+/// content is uploaded. Returns the replaced staged file, for the caller to forget.
+fn absorb_next_save(inner: &mut Inner, seq: i64) -> Result<Option<(String, String)>, SyncError> {
+    let Some(earlier) = inner.ops.get(&seq) else {
+        return Ok(None);
+    };
+    let OpKind::Upload { path, .. } = &earlier.kind else {
+        return Ok(None);
+    };
+    if earlier.started_target.is_some() {
+        // Bytes may have reached the server: its version could be this one now.
+        return Ok(None);
+    }
+    let next = inner.ops.range(seq + 1..).map(|(_, op)| op).find(|op| {
+        op.kind
+            .paths()
+            .iter()
+            .any(|p| p.starts_with(path) || path.starts_with(p))
+    });
+    let Some(later) = next else {
+        return Ok(None);
+    };
+    let OpKind::Upload {
+        path: later_path,
+        staging,
+        size,
+        cells_hash,
+        md5,
+        ..
+    } = &later.kind
+    else {
+        return Ok(None);
+    };
+    if later_path != path || later.started_target.is_some() || inner.in_flight.contains(&later.seq)
+    {
+        return Ok(None);
+    }
+    let later_seq = later.seq;
+    let mut merged = earlier.clone();
+    let replaced = match &mut merged.kind {
+        OpKind::Upload {
+            staging: s,
+            size: z,
+            cells_hash: h,
+            md5: m,
+            ..
+        } => {
+            let old = (
+                std::mem::replace(s, staging.clone()),
+                std::mem::replace(h, cells_hash.clone()),
+            );
+            *z = *size;
+            *m = md5.clone();
+            old
+        }
+        _ => return Ok(None),
+    };
+    let tx = inner.conn.unchecked_transaction()?;
+    schema::update(&tx, &merged)?;
+    tx.execute("DELETE FROM ops WHERE seq=?1", [later_seq])?;
+    tx.commit()?;
+    inner.ops.remove(&later_seq);
+    inner.ops.insert(seq, merged);
+    Ok(Some(replaced))
 }

@@ -268,3 +268,67 @@ fn only_an_edit_of_the_moved_version_follows_a_server_move() {
         .collect();
     assert_eq!(paths, ["ws/c.txt", "ws/b.txt"]);
 }
+
+#[test]
+fn a_save_queued_behind_a_running_upload_is_absorbed_when_that_upload_fails_unsent() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(state.path(), None).unwrap();
+    let base = ContentVersion {
+        kind: HashKind::CellsHash,
+        value: "b".repeat(32),
+    };
+    let first = j
+        .enqueue_upload(
+            &p("ws/f.txt"),
+            &file(src.path(), "1", b""),
+            Some(base.clone()),
+        )
+        .unwrap();
+    let (claimed, _) = j.claim_ready(4);
+    assert_eq!(claimed.len(), 1);
+    // Saved again while the first upload runs: no coalescing possible yet.
+    let second = j
+        .enqueue_upload(&p("ws/f.txt"), &file(src.path(), "2", b"content"), None)
+        .unwrap();
+    assert!(!second.coalesced);
+    let stats = j.stats();
+    assert_eq!(
+        (stats.pending_ops, stats.pending_uploads),
+        (2, 1),
+        "one file, two rows"
+    );
+    assert_eq!(stats.pending_bytes, 7);
+
+    // The running upload fails before sending anything (server unreachable).
+    j.defer(first.seq, 0, "offline", false).unwrap();
+    let ops = j.pending();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let OpKind::Upload {
+        cells_hash,
+        base: b,
+        ..
+    } = &ops[0].kind
+    else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(ops[0].seq, first.seq, "the entry keeps its place in line");
+    assert_eq!(
+        cells_hash, &second.cells_hash,
+        "only the latest content goes up"
+    );
+    assert_eq!(
+        b.as_ref(),
+        Some(&base),
+        "the base the edit started from is kept"
+    );
+    assert_eq!(
+        staged_files(state.path()),
+        1,
+        "the superseded staged copy is gone"
+    );
+    // Survives a reopen.
+    drop(j);
+    let j = Journal::open(state.path(), None).unwrap();
+    assert_eq!(j.pending().len(), 1);
+}
