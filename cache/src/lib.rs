@@ -219,6 +219,11 @@ impl Cache {
         }
     }
 
+    /// The unit in which content is stored and verified; fetches should be aligned on it.
+    pub fn chunk_size(&self) -> u64 {
+        self.inner.chunk_size
+    }
+
     pub fn usage(&self) -> Usage {
         self.inner.usage()
     }

@@ -151,10 +151,7 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         }
         tracing::warn!("server not reachable ({why}): starting offline from the index and cache");
     }
-    let cache_cfg = CacheConfig {
-        chunk_size: fs_cfg.chunk_size,
-        ..CacheConfig::new(&plan.cache_dir, plan.cache_size)
-    };
+    let cache_cfg = CacheConfig::new(&plan.cache_dir, plan.cache_size);
     let cache = tokio::task::spawn_blocking(move || Cache::open(cache_cfg))
         .await
         .map_err(|e| format!("opening the cache: {e}"))?

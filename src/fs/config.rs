@@ -21,8 +21,6 @@ pub struct FsConfig {
     pub readahead_max: u64,
     /// First read-ahead window, bytes (doubles on sequential reads up to `readahead_max`).
     pub readahead_min: u64,
-    /// The cache's chunk size (`CacheConfig::chunk_size`), the unit of every fetch.
-    pub chunk_size: u64,
     /// Most bytes asked for in one read-ahead request (whole chunks, aligned): fewer round
     /// trips and index transactions on sequential reads. Demand reads ask for what they need.
     pub fetch_request_max: u64,
@@ -44,7 +42,6 @@ impl Default for FsConfig {
             dir_ttl_live_feed: Duration::from_secs(60),
             readahead_max: 64 << 20,
             readahead_min: 4 << 20,
-            chunk_size: cells_cache::DEFAULT_CHUNK_SIZE,
             fetch_request_max: 8 << 20,
             fetch_parallelism: 4,
             offline_probe_min: Duration::from_secs(1),

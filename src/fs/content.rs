@@ -34,13 +34,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ContentStore {
-    /// `chunk_size` must be the cache's (`CacheConfig::chunk_size`): fetches are made of
-    /// whole chunks so that the cache records what they bring.
-    pub fn new(cache: Arc<Cache>, chunk_size: u64) -> Self {
-        Self {
-            cache,
-            chunk_size: chunk_size.max(1),
-        }
+    /// Fetches are made of whole chunks of the cache's size, so that the cache records
+    /// what they bring.
+    pub fn new(cache: Arc<Cache>) -> Self {
+        let chunk_size = cache.chunk_size().max(1);
+        Self { cache, chunk_size }
     }
 
     /// Keeps `key` from being evicted while a file using it is open.

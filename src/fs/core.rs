@@ -70,8 +70,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<R: Remote> CellsFs<R> {
-    /// Builds the core. `meta` must have been opened with [`Self::root_path_for`]`(&cfg)`;
-    /// `cfg.chunk_size` must equal the cache's chunk size. Must be called inside a Tokio
+    /// Builds the core. `meta` must have been opened with [`Self::root_path_for`]`(&cfg)`.
+    /// Fetches use the cache's chunk size. Must be called inside a Tokio
     /// runtime's context for the background tasks it starts later.
     pub fn new(
         cfg: FsConfig,
@@ -82,7 +82,7 @@ impl<R: Remote> CellsFs<R> {
         let root_path = Self::root_path_for(&cfg)?;
         let offline = Arc::new(OfflineState::default());
         let pins = super::pin::PinState::load(cache.clone(), &meta);
-        let store = ContentStore::new(cache, cfg.chunk_size);
+        let store = ContentStore::new(cache);
         let fetcher = Arc::new(
             Fetcher::new(
                 remote.clone(),

@@ -54,7 +54,6 @@ pub fn config() -> FsConfig {
         dir_ttl: Duration::from_secs(600),
         readahead_min: CHUNK,
         readahead_max: 16 * CHUNK,
-        chunk_size: CHUNK,
         // One chunk per request, so tests can count requests per chunk (`fetch_spans.rs`
         // tests multi-chunk requests).
         fetch_request_max: CHUNK,
