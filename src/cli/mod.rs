@@ -9,6 +9,7 @@ mod login;
 mod mount;
 mod mountpoint;
 mod pin;
+mod progress;
 mod service;
 mod size;
 mod status;

@@ -2,15 +2,14 @@
 //! offline (or stop). The mount process records the pins and fetches in the background; `pin`
 //! shows progress until the content is local (`--no-wait`: returns at once).
 
+use super::progress::{LineRule, Progress};
 use super::status::{files_and_bytes, human_bytes};
 use cells_mount::control::proto::{Command, PinReport, Reply};
 use cells_mount::control::{ControlClient, ControlError, locate};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Plain progress lines (no terminal) at most this often.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -94,7 +93,10 @@ async fn pin_in_mount(
     let shown = paths.join(", ");
     let mut client = ControlClient::connect(socket).await?;
     client.send(Command::Pin { paths }).await?;
-    let mut display = Progress::new();
+    let mut display = Progress::new(LineRule {
+        min_gap: PLAIN_EVERY,
+        heartbeat: None,
+    });
     loop {
         let reply = client.next().await;
         let report = match reply {
@@ -118,7 +120,9 @@ async fn pin_in_mount(
                 return Ok(true);
             }
             Ok(Some(Reply::PinProgress(r))) => {
-                display.show(&r);
+                let files = format!("{}/{} files", r.files_done, r.files_total);
+                let line = format!("pinning: {}", describe(&r));
+                display.show(r.bytes_done, r.bytes_total, files, line);
                 continue;
             }
             Ok(Some(Reply::Pinned(r))) => r,
@@ -193,12 +197,6 @@ pub fn run_unpin(args: UnpinArgs) -> ExitCode {
     }
 }
 
-/// A progress bar on a terminal, periodic plain lines otherwise (logs, CI).
-struct Progress {
-    bar: Option<ProgressBar>,
-    last_line: Option<(String, Instant)>,
-}
-
 fn describe(r: &PinReport) -> String {
     format!(
         "{}/{} files, {} of {}",
@@ -207,48 +205,6 @@ fn describe(r: &PinReport) -> String {
         human_bytes(r.bytes_done),
         human_bytes(r.bytes_total)
     )
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {wide_msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        });
-        Self {
-            bar,
-            last_line: None,
-        }
-    }
-
-    fn show(&mut self, r: &PinReport) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(r.bytes_total);
-            bar.set_position(r.bytes_done.min(r.bytes_total));
-            bar.set_message(format!("{}/{} files", r.files_done, r.files_total));
-            return;
-        }
-        let text = describe(r);
-        let due = match &self.last_line {
-            None => true,
-            Some((last, at)) => *last != text && at.elapsed() >= PLAIN_EVERY,
-        };
-        if due {
-            eprintln!("pinning: {text}");
-            self.last_line = Some((text, Instant::now()));
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 #[cfg(test)]

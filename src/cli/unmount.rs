@@ -4,15 +4,14 @@
 //! a reachable control socket (crashed mount, older build) it falls back to fusermount.
 
 use super::mountpoint;
+use super::progress::{LineRule, Progress};
 use super::status::files_and_bytes;
 use cells_mount::control::proto::{Command, QueueReport, Reply};
 use cells_mount::control::socket::{canonical_mountpoint, socket_path};
 use cells_mount::control::{ControlClient, ControlError};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the mount process may take to unmount and exit once asked.
 const UNMOUNT_DEADLINE: Duration = Duration::from_secs(120);
@@ -137,10 +136,19 @@ async fn controlled(args: &UnmountArgs, socket: &Path) -> Result<(), Failure> {
 
 /// Shows drain progress until the mount says the queue is drained; returns what is left.
 async fn watch_drain(client: &mut ControlClient) -> Result<QueueReport, Failure> {
-    let mut display = Progress::new();
+    let mut display = Progress::new(LineRule {
+        min_gap: Duration::ZERO,
+        heartbeat: Some(PLAIN_EVERY),
+    });
+    // The total grows when files are written during the wait.
+    let mut total = 0;
     loop {
         match client.next().await {
-            Ok(Some(Reply::Progress(q))) => display.show(&q),
+            Ok(Some(Reply::Progress(q))) => {
+                total = total.max(q.pending_bytes);
+                let text = describe(&q);
+                display.show(total - q.pending_bytes, total, text.clone(), text);
+            }
             Ok(Some(Reply::Drained(q))) => {
                 display.finish();
                 return Ok(q);
@@ -176,58 +184,6 @@ fn describe(q: &QueueReport) -> String {
         what
     } else {
         format!("{what} (server unreachable; waiting for it, Ctrl-C to stop waiting)")
-    }
-}
-
-/// A progress bar on a terminal, periodic plain lines otherwise (logs, CI).
-struct Progress {
-    bar: Option<ProgressBar>,
-    last_line: Option<(String, Instant)>,
-    total: u64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {wide_msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        });
-        Self {
-            bar,
-            last_line: None,
-            total: 0,
-        }
-    }
-
-    fn show(&mut self, q: &QueueReport) {
-        let text = describe(q);
-        if let Some(bar) = &self.bar {
-            // The total grows when files are written during the wait.
-            self.total = self.total.max(q.pending_bytes);
-            bar.set_length(self.total);
-            bar.set_position(self.total - q.pending_bytes);
-            bar.set_message(text);
-            return;
-        }
-        let due = match &self.last_line {
-            None => true,
-            Some((last, at)) => *last != text || at.elapsed() >= PLAIN_EVERY,
-        };
-        if due {
-            eprintln!("{text}");
-            self.last_line = Some((text, Instant::now()));
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
     }
 }
 
