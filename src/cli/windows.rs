@@ -125,14 +125,10 @@ pub fn main() -> ExitCode {
     }
     match Cli::parse_from(argv).command {
         Command::Mount { args, drive, label } => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(match args.verbose {
-                    0 => "cells_mount=info,aws_sigv4=off",
-                    1 => "cells_mount=debug,aws_sigv4=off",
-                    _ => "cells_mount=trace,aws_sigv4=off",
-                }))
-                .with_writer(std::io::stderr)
-                .try_init();
+            // The same filter as elsewhere: `-v`, `RUST_LOG`, and the crates that would log
+            // credentials capped whatever those say.
+            use cells_mount::config::logs;
+            let _ = logs::init(args.verbose, None, Some(logs::LevelFilter::TRACE));
             match mount(args, drive, label) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
