@@ -93,53 +93,79 @@ fn path_of(raw: &str) -> Result<RemotePath, String> {
     RemotePath::parse(raw).map_err(|e| format!("bad path {raw:?}: {e}"))
 }
 
+/// The columns that describe what an op does, in one place for insert and update.
+struct KindColumns<'a> {
+    label: &'static str,
+    path: &'a str,
+    dest: Option<&'a str>,
+    staging: Option<&'a str>,
+    size: i64,
+    cells_hash: Option<&'a str>,
+    md5: Option<&'a str>,
+    base_kind: Option<&'static str>,
+    base_value: Option<&'a str>,
+}
+
+impl<'a> KindColumns<'a> {
+    /// An op with a path and maybe a base version, and nothing else yet.
+    fn plain(label: &'static str, path: &'a RemotePath, base: &'a Option<ContentVersion>) -> Self {
+        let (base_kind, base_value) = version_parts(base);
+        KindColumns {
+            label,
+            path: path.as_str(),
+            dest: None,
+            staging: None,
+            size: 0,
+            cells_hash: None,
+            md5: None,
+            base_kind,
+            base_value,
+        }
+    }
+
+    fn of(kind: &'a OpKind) -> Self {
+        let plain = Self::plain;
+        match kind {
+            OpKind::Upload {
+                path,
+                staging,
+                size,
+                cells_hash,
+                md5,
+                base,
+            } => KindColumns {
+                staging: Some(staging),
+                size: *size as i64,
+                cells_hash: Some(cells_hash),
+                md5: Some(md5),
+                ..plain("upload", path, base)
+            },
+            OpKind::Mkdir { path } => plain("mkdir", path, &None),
+            OpKind::Delete { path, base } => plain("delete", path, base),
+            OpKind::Rename { from, to } => KindColumns {
+                dest: Some(to.as_str()),
+                ..plain("rename", from, &None)
+            },
+        }
+    }
+}
+
 /// Inserts a new op row and returns its sequence number.
 pub fn insert(conn: &Connection, kind: &OpKind) -> Result<i64, SyncError> {
-    let (label, path, dest, staging, size, cells, md5, base) = match kind {
-        OpKind::Upload {
-            path,
-            staging,
-            size,
-            cells_hash,
-            md5,
-            base,
-        } => (
-            "upload",
-            path,
-            None,
-            Some(staging.as_str()),
-            *size,
-            Some(cells_hash.as_str()),
-            Some(md5.as_str()),
-            base,
-        ),
-        OpKind::Mkdir { path } => ("mkdir", path, None, None, 0, None, None, &None),
-        OpKind::Delete { path, base } => ("delete", path, None, None, 0, None, None, base),
-        OpKind::Rename { from, to } => (
-            "rename",
-            from,
-            Some(to.as_str()),
-            None,
-            0,
-            None,
-            None,
-            &None,
-        ),
-    };
-    let (bk, bv) = version_parts(base);
+    let c = KindColumns::of(kind);
     conn.execute(
         "INSERT INTO ops(kind, path, dest, staging, size, cells_hash, md5, base_kind, base_value)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
-            label,
-            path.as_str(),
-            dest,
-            staging,
-            size as i64,
-            cells,
-            md5,
-            bk,
-            bv
+            c.label,
+            c.path,
+            c.dest,
+            c.staging,
+            c.size,
+            c.cells_hash,
+            c.md5,
+            c.base_kind,
+            c.base_value
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -148,28 +174,7 @@ pub fn insert(conn: &Connection, kind: &OpKind) -> Result<i64, SyncError> {
 /// Rewrites every column of an existing op from `op` (used after coalescing, retargeting and
 /// state changes).
 pub fn update(conn: &Connection, op: &Op) -> Result<(), SyncError> {
-    let (path, dest, staging, size, cells, md5, base) = match &op.kind {
-        OpKind::Upload {
-            path,
-            staging,
-            size,
-            cells_hash,
-            md5,
-            base,
-        } => (
-            path,
-            None,
-            Some(staging.as_str()),
-            *size,
-            Some(cells_hash.as_str()),
-            Some(md5.as_str()),
-            base,
-        ),
-        OpKind::Mkdir { path } => (path, None, None, 0, None, None, &None),
-        OpKind::Delete { path, base } => (path, None, None, 0, None, None, base),
-        OpKind::Rename { from, to } => (from, Some(to.as_str()), None, 0, None, None, &None),
-    };
-    let (bk, bv) = version_parts(base);
+    let c = KindColumns::of(&op.kind);
     let state = match op.state {
         OpState::Queued => "queued",
         OpState::Error => "error",
@@ -181,14 +186,14 @@ pub fn update(conn: &Connection, op: &Op) -> Result<(), SyncError> {
          WHERE seq=?1",
         params![
             op.seq,
-            path.as_str(),
-            dest,
-            staging,
-            size as i64,
-            cells,
-            md5,
-            bk,
-            bv,
+            c.path,
+            c.dest,
+            c.staging,
+            c.size,
+            c.cells_hash,
+            c.md5,
+            c.base_kind,
+            c.base_value,
             state,
             op.attempts,
             op.not_before_ms,
