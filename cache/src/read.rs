@@ -105,18 +105,9 @@ impl Inner {
         if !self.whole_ok(&entry)? {
             return Ok(None);
         }
-        let Some(unverified) = self.unverified_in(&entry, range.clone())? else {
+        let Some(file) = self.verified_file(&entry, range.clone())? else {
             return Ok(None);
         };
-        let Some(file) = self.data_file(&entry)? else {
-            return Ok(None);
-        };
-        let mut buf = Vec::new();
-        for (idx, sum) in unverified {
-            if !self.verify_chunk(&entry, &file, idx, sum, &mut buf)? {
-                return Ok(None);
-            }
-        }
         let mut out = vec![0u8; usize::try_from(range.end - range.start).unwrap_or(0)];
         match fsio::read_exact_at(&file, &mut out, range.start) {
             Ok(()) => Ok(Some(out)),
@@ -128,6 +119,29 @@ impl Inner {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The data file, once every chunk of `range` is present and checked in this process
+    /// (checking those not checked yet); `None` if any is missing or fails its checksum (a
+    /// failing chunk is dropped, so the caller fetches it again).
+    fn verified_file(
+        &self,
+        entry: &Arc<Entry>,
+        range: Range<u64>,
+    ) -> Result<Option<Arc<File>>, CacheError> {
+        let Some(unverified) = self.unverified_in(entry, range)? else {
+            return Ok(None);
+        };
+        let Some(file) = self.data_file(entry)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        for (idx, sum) in unverified {
+            if !self.verify_chunk(entry, &file, idx, sum, &mut buf)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(file))
     }
 
     /// Chunks of `range` that still need their checksum checked; `None` if any is missing.
@@ -186,17 +200,8 @@ impl Inner {
         if !entry.is_complete() || !self.whole_ok(&entry)? {
             return Ok(None);
         }
-        let Some(unverified) = self.unverified_in(&entry, 0..entry.layout.size)? else {
+        if self.verified_file(&entry, 0..entry.layout.size)?.is_none() {
             return Ok(None);
-        };
-        let Some(file) = self.data_file(&entry)? else {
-            return Ok(None);
-        };
-        let mut buf = Vec::new();
-        for (idx, sum) in unverified {
-            if !self.verify_chunk(&entry, &file, idx, sum, &mut buf)? {
-                return Ok(None);
-            }
         }
         Ok(Some(entry.path.clone()))
     }
