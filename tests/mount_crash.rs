@@ -287,7 +287,15 @@ fn random_kills_during_a_write_workload_lose_nothing_closed() {
         );
         killed.store(true, Ordering::SeqCst);
         env.kill_mount();
-        let (m, _) = worker.join().expect("workload thread");
+        let Ok((m, _)) = worker.join() else {
+            let log = env.mount_log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "round {round}: the workload failed (above); mount log tail:\n{}",
+                tail.join("\n")
+            );
+        };
         model = m;
         eprintln!(
             "round {round}: mounted in {mounted_in:?}, killed after {} bytes, {:?} elapsed",

@@ -139,14 +139,13 @@ impl<R: Remote> CellsFs<R> {
         len: u64,
     ) -> FsResult<Bytes> {
         let store = self.fetcher.store();
-        // The common case, a hit, costs one blocking hop: `read` answers `None` as soon as
-        // any part is missing, and only then is it worth asking which parts.
-        if let Some(b) = store.read(&src.key, offset, len).await?
+        let missing = store.missing(&src.key, src.size, offset, len).await?;
+        if missing.is_empty()
+            && let Some(b) = store.read(&src.key, offset, len).await?
             && b.len() as u64 == len
         {
             return Ok(b);
         }
-        let missing = store.missing(&src.key, src.size, offset, len).await?;
         let cs = store.chunk_size();
         let (first, last) = (offset / cs, (offset + len - 1) / cs);
         if self.is_offline() && !missing.is_empty() {
