@@ -115,8 +115,9 @@ pub fn create_entry(
     Ok(conn.last_insert_rowid())
 }
 
-/// Inserts a complete entry with all its chunk checksums in one transaction. Dirty entries are
-/// the only copy of a user's save, so their commit is made durable (synchronous=FULL).
+/// Inserts a complete entry with all its chunk checksums in one transaction. A dirty entry
+/// inserted with `sync` is the only copy of a user's save, so its commit is made durable
+/// (synchronous=FULL).
 pub struct NewEntry<'a> {
     pub key: &'a str,
     pub size: u64,
@@ -127,8 +128,13 @@ pub struct NewEntry<'a> {
     pub sums: &'a [[u8; 16]],
 }
 
-pub fn insert_entry(conn: &mut Connection, e: &NewEntry<'_>) -> Result<i64, CacheError> {
-    if e.dirty {
+pub fn insert_entry(
+    conn: &mut Connection,
+    e: &NewEntry<'_>,
+    sync: bool,
+) -> Result<i64, CacheError> {
+    let full = e.dirty && sync;
+    if full {
         conn.pragma_update(None, "synchronous", "FULL")?;
     }
     let result = (|| {
@@ -156,7 +162,7 @@ pub fn insert_entry(conn: &mut Connection, e: &NewEntry<'_>) -> Result<i64, Cach
         tx.commit()?;
         Ok(id)
     })();
-    if e.dirty {
+    if full {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
     }
     result

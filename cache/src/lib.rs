@@ -12,6 +12,7 @@
 //!
 //! See `README.md` for the on-disk layout and the guarantees.
 
+mod digest;
 mod entry;
 mod error;
 mod fsio;
@@ -25,6 +26,7 @@ mod store;
 mod verify;
 mod write;
 
+pub use digest::{FileDigest, FileDigester};
 pub use error::CacheError;
 pub use hash::{CELLS_HASH_BLOCK, CellsHasher};
 pub use key::{MAX_KEY_LEN, validate_key};
@@ -162,7 +164,33 @@ impl Cache {
     /// protects it from eviction until `mark_clean`, and it is accepted even over the limit.
     pub fn insert_file(&self, key: &str, src: &Path, dirty: bool) -> Result<(), CacheError> {
         check(key)?;
-        self.inner.insert_file(key, src, dirty)
+        let how = write::InsertHow {
+            digest: None,
+            sync: true,
+        };
+        self.inner.insert_file(key, src, dirty, how)
+    }
+
+    /// Moves a saved, not yet uploaded file in as the dirty content of `c<digest.cells_hash>`,
+    /// like [`Cache::insert_file`] but without reading it again (the writer's `digest` is
+    /// trusted when it describes the file; it is read and checked otherwise) and without
+    /// syncing: the caller keeps a durable copy of its own (the upload journal's staged file,
+    /// which may be a hard link of `src`). After a power loss a torn chunk fails its checksum.
+    pub fn insert_saved(&self, src: &Path, digest: &FileDigest) -> Result<(), CacheError> {
+        let key = format!("c{}", digest.cells_hash);
+        check(&key)?;
+        let how = write::InsertHow {
+            digest: Some(digest),
+            sync: false,
+        };
+        self.inner.insert_file(&key, src, true, how)
+    }
+
+    /// Makes every committed index change durable (a WAL checkpoint, which syncs first).
+    pub fn sync_index(&self) -> Result<(), CacheError> {
+        let db = lock(&self.inner.db);
+        db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// The entry may now be evicted (its content was uploaded). Absent keys are ignored.

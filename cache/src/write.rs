@@ -1,10 +1,13 @@
 //! The write paths: declaring an entry, storing fetched ranges, moving a saved file in.
 //!
-//! Crash safety: saved (dirty) files are synced before their rows are committed, so the index
-//! never claims a save that is not on disk. Fetched (clean) ranges are written without a sync,
+//! Crash safety: saved (dirty) files moved in with `sync` are synced before their rows are
+//! committed, so the index never claims a save that is not on disk; without `sync` (the caller
+//! keeps its own durable copy, as the upload journal does) they are protected like fetched
+//! chunks, by checksums. Fetched (clean) ranges are written without a sync,
 //! in one index transaction per range: rows whose data a crash lost fail their checksum on
 //! first read in the next process, are dropped and fetched again (never served).
 
+use crate::digest::FileDigest;
 use crate::entry::{Entry, EntryInit, lock};
 use crate::error::CacheError;
 use crate::hash::{ContentHasher, chunk_sum};
@@ -19,6 +22,16 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// How [`Inner::insert_file`] takes a file in.
+#[derive(Clone, Copy)]
+pub struct InsertHow<'a> {
+    /// Digests computed by whoever wrote the file; used instead of reading it again when they
+    /// describe it (same size, this cache's chunk size, a `c` key equal to their hash).
+    pub digest: Option<&'a FileDigest>,
+    /// Sync the data, its name and the index row before returning.
+    pub sync: bool,
+}
 
 impl Inner {
     pub fn ensure_entry(&self, key: &str, size: u64) -> Result<(), CacheError> {
@@ -169,7 +182,13 @@ impl Inner {
         Ok(())
     }
 
-    pub fn insert_file(&self, key: &str, src: &Path, dirty: bool) -> Result<(), CacheError> {
+    pub fn insert_file(
+        &self,
+        key: &str,
+        src: &Path,
+        dirty: bool,
+        how: InsertHow<'_>,
+    ) -> Result<(), CacheError> {
         // Not following symlinks: the object must be a file of our own, not a link out.
         let meta = std::fs::symlink_metadata(src)?;
         if !meta.is_file() {
@@ -181,7 +200,10 @@ impl Inner {
         let size = meta.len();
         let kind = key_kind(key);
         let layout = Layout::new(size, self.chunk_size);
-        let sums = hash_source(src, layout, kind, key)?;
+        let sums = match how.digest {
+            Some(d) if self.digest_fits(d, key, size, layout) => d.chunk_sums.clone(),
+            _ => hash_source(src, layout, kind, key)?,
+        };
         let guard = lock(&self.acct);
         if let Some(existing) = self.get(key) {
             // Same key, same content: a clean copy need not replace what we have. A dirty one
@@ -196,7 +218,7 @@ impl Inner {
         let reservation = self.reserve_locked(&guard, size, !dirty, Some(key))?;
         let path = self.object_path(key);
         create_parent(&path)?;
-        move_in(src, &path)?;
+        move_in(src, &path, how.sync)?;
         let tick = self.tick.fetch_add(1, Ordering::AcqRel);
         let row = NewEntry {
             key,
@@ -207,7 +229,7 @@ impl Inner {
             last_access: tick,
             sums: &sums,
         };
-        let id = match index::insert_entry(&mut lock(&self.db), &row) {
+        let id = match index::insert_entry(&mut lock(&self.db), &row, how.sync) {
             Ok(id) => id,
             Err(e) => {
                 // Give the caller its file back rather than lose a save.
@@ -238,6 +260,16 @@ impl Inner {
         reservation.settle(size);
         self.insert_entry_locked(&guard, entry);
         Ok(())
+    }
+
+    /// True when `d` describes exactly the file about to be moved in under `key`, cut at this
+    /// cache's chunk size, so its checksums can be used without reading the file again.
+    fn digest_fits(&self, d: &FileDigest, key: &str, size: u64, layout: Layout) -> bool {
+        d.size == size
+            && d.chunk_size == self.chunk_size
+            && d.chunk_sums.len() as u64 == layout.count()
+            && key_kind(key) == KeyKind::CellsHash
+            && key.get(1..) == Some(d.cells_hash.as_str())
     }
 
     pub fn mark_clean(&self, key: &str) -> Result<(), CacheError> {
@@ -295,15 +327,18 @@ fn create_parent(path: &Path) -> Result<(), CacheError> {
     Ok(())
 }
 
-/// Moves `src` to `dest` durably: rename when on the same file system, else copy to a
-/// temporary name, sync, rename, and delete the source. The result is owner-only.
-fn move_in(src: &Path, dest: &Path) -> Result<(), CacheError> {
-    // Make the data durable before it becomes reachable under its cache name.
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(cfg!(windows))
-        .open(src)?
-        .sync_all()?;
+/// Moves `src` to `dest`: rename when on the same file system, else copy to a temporary name,
+/// rename, and delete the source. The result is owner-only. With `sync`, the data and the new
+/// name are made durable first; without, durability is the caller's (a torn chunk after a
+/// power loss fails its checksum and is never served).
+fn move_in(src: &Path, dest: &Path, sync: bool) -> Result<(), CacheError> {
+    if sync {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(cfg!(windows))
+            .open(src)?
+            .sync_all()?;
+    }
     match std::fs::rename(src, dest) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
@@ -313,14 +348,16 @@ fn move_in(src: &Path, dest: &Path) -> Result<(), CacheError> {
                 .truncate(true)
                 .open(&tmp)?;
             std::io::copy(&mut std::fs::File::open(src)?, &mut out)?;
-            out.sync_all()?;
+            if sync {
+                out.sync_all()?;
+            }
             std::fs::rename(&tmp, dest)?;
             std::fs::remove_file(src)?;
         }
         Err(e) => return Err(e.into()),
     }
     fsio::ensure_private_file(dest)?;
-    if let Some(parent) = dest.parent() {
+    if sync && let Some(parent) = dest.parent() {
         fsio::sync_dir(parent)?;
     }
     Ok(())

@@ -75,9 +75,14 @@ impl Core {
         let _ = rt.block_on(self.feed);
         let _ = rt.block_on(self.online);
         // Every acknowledged change is already committed in the journal; in-flight uploads
-        // simply resume at the next start.
-        if let Ok(uploader) = Arc::try_unwrap(self.uploader) {
-            rt.block_on(uploader.shutdown());
+        // simply resume at the next start. What is not synced yet is synced now.
+        match Arc::try_unwrap(self.uploader) {
+            Ok(uploader) => rt.block_on(uploader.shutdown()),
+            Err(_) => {
+                if let Err(e) = self.journal.sync() {
+                    tracing::error!("could not sync the upload journal: {e}");
+                }
+            }
         }
     }
 }

@@ -15,9 +15,16 @@ use std::time::Duration;
 /// How often the overlay is checked against the journal besides the uploader's reports.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// One report's work on the index.
+type Report = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// [`SyncHooks`] that update a [`CellsFs`]. Holds it weakly: the uploader may outlive it.
+/// Reports are applied one after another, in the order the uploader made them: an upload's
+/// report applied after the report of the delete that followed it would bring the deleted
+/// file back.
 pub struct CoreHooks<R: Remote> {
     fs: Weak<CellsFs<R>>,
+    reports: tokio::sync::mpsc::UnboundedSender<Report>,
 }
 
 impl<R: Remote> CellsFs<R> {
@@ -36,7 +43,13 @@ impl<R: Remote> CellsFs<R> {
                 }
             }
         });
-        Arc::new(CoreHooks { fs: weak })
+        let (reports, mut queue) = tokio::sync::mpsc::unbounded_channel::<Report>();
+        tokio::spawn(async move {
+            while let Some(report) = queue.recv().await {
+                report.await;
+            }
+        });
+        Arc::new(CoreHooks { fs: weak, reports })
     }
 
     /// Paths with queued operations, and when the snapshot was taken. `finishing` is the
@@ -150,8 +163,8 @@ impl<R: Remote> CellsFs<R> {
 }
 
 impl<R: Remote> CoreHooks<R> {
-    /// Takes the journal snapshot now (see [`CellsFs::pending_snapshot`]) and runs `f` on a
-    /// task, so the uploader is never held up by the index.
+    /// Takes the journal snapshot now (see [`CellsFs::pending_snapshot`]) and queues `f` for
+    /// the reports task, so the uploader is never held up by the index.
     fn run<F>(
         &self,
         finishing: Option<&RemotePath>,
@@ -161,7 +174,9 @@ impl<R: Remote> CoreHooks<R> {
     {
         let Some(fs) = self.fs.upgrade() else { return };
         let snap = fs.pending_snapshot(finishing);
-        tokio::spawn(f(fs, snap));
+        if self.reports.send(Box::pin(f(fs, snap))).is_err() {
+            tracing::debug!("the core is shutting down: an upload report was dropped");
+        }
     }
 }
 

@@ -367,14 +367,15 @@ impl<R: Remote> CellsFs<R> {
         }
     }
 
-    /// fsync and flush: the handle's content goes to the journal when it changed.
-    pub(super) async fn do_sync(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+    /// flush (`durable = false`) and fsync (`true`): the handle's content goes to the journal
+    /// when it changed; fsync also makes what is journaled survive a power loss.
+    pub(super) async fn do_sync(&self, ino: Ino, fh: Fh, durable: bool) -> FsResult<()> {
         let file = lock(&self.files)
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)?;
         match &file.write {
-            Some(w) if file.ino == ino => self.commit(w).await,
+            Some(w) if file.ino == ino => self.commit(w, durable).await,
             _ => Ok(()),
         }
     }

@@ -117,11 +117,11 @@ impl<R: Remote> FileSystem for CellsFs<R> {
     }
 
     async fn fsync(&self, ino: Ino, fh: Fh) -> FsResult<()> {
-        self.do_sync(ino, fh).await
+        self.do_sync(ino, fh, true).await
     }
 
     async fn flush(&self, ino: Ino, fh: Fh) -> FsResult<()> {
-        self.do_sync(ino, fh).await
+        self.do_sync(ino, fh, false).await
     }
 
     async fn setxattr(&self, ino: Ino, name: &OsStr, _value: &[u8]) -> FsResult<()> {

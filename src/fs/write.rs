@@ -10,6 +10,7 @@ pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
 use super::open_staging::{private_file, read_at, write_at};
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
+use cells_cache::FileDigester;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +49,20 @@ pub(super) struct WriteBody {
     pub dirty: bool,
     /// The version this edit started from (`None` for a new file).
     pub base: Option<ContentVersion>,
+    /// Digests of the content while it has been written in order from offset 0 (`None` once
+    /// a write went elsewhere): a file written front to back (a copy, a download, a save)
+    /// is then handed over without being read again.
+    pub digest: Option<FileDigester>,
+}
+
+/// How a hand-over to the journal ended.
+enum HandOver {
+    /// Journaled as this version; the index update that follows may still have failed.
+    Journaled(ContentVersion, FsResult<()>),
+    /// The inode was deleted while open.
+    Deleted,
+    /// Nothing was journaled; the content stays dirty.
+    Failed(FsError),
 }
 
 pub(super) fn sync_error(e: crate::sync::SyncError) -> FsError {
@@ -104,7 +119,7 @@ impl<R: Remote> CellsFs<R> {
         };
         if !junk {
             // Durable before it can hold an edit: what reaches it from now on survives a kill.
-            let recorded = self.seal_initial(rec, &file, &path).await;
+            let recorded = self.seal_initial(rec, &path).await;
             if let Err(e) = recorded {
                 self.drop_staging(&path).await;
                 return Err(e);
@@ -121,6 +136,7 @@ impl<R: Remote> CellsFs<R> {
                 disk_path: Some(path.clone()),
                 dirty: truncate && rec.size > 0,
                 base: rec.version.clone(),
+                digest: (size == 0).then(|| FileDigester::new(setup.journal.chunk_size())),
             }),
         });
         let raced = {
@@ -141,11 +157,10 @@ impl<R: Remote> CellsFs<R> {
         Ok(other)
     }
 
-    /// Makes the initial content of a new staging file durable, then records it with the
-    /// version it holds, for crash recovery.
-    async fn seal_initial(&self, rec: &InodeRecord, file: &Arc<File>, path: &Path) -> FsResult<()> {
-        let f = file.clone();
-        blocking(move || f.sync_data()).await?;
+    /// Records a staging file holding its initial content with the version it holds, for
+    /// recovery after the process dies (no sync: the page cache outlives the process; a
+    /// power loss is covered by fsync and the journal's sync, as on a local disk).
+    async fn seal_initial(&self, rec: &InodeRecord, path: &Path) -> FsResult<()> {
         self.record_staging(rec.ino, rec.path.as_str(), path, rec.version.clone())
             .await
     }
@@ -202,7 +217,6 @@ impl<R: Remote> CellsFs<R> {
                 write_at(&new, &buf[..n], at)?;
                 at += n as u64;
             }
-            new.sync_data()?;
             Ok(new)
         })
         .await;
@@ -239,7 +253,16 @@ impl<R: Remote> CellsFs<R> {
         let mut body = w.body.lock().await;
         self.unseal(w, &mut body).await?;
         let (f, bytes) = (body.file.clone(), data.to_vec());
-        blocking(move || write_at(&f, &bytes, offset)).await?;
+        // Hashed here, while the bytes are at hand, if they continue the file in order.
+        let digest = body.digest.take().filter(|d| d.size() == offset);
+        body.digest = blocking(move || {
+            write_at(&f, &bytes, offset)?;
+            Ok(digest.map(|mut d| {
+                d.update(&bytes);
+                d
+            }))
+        })
+        .await?;
         body.dirty = true;
         w.size.fetch_max(end, Ordering::AcqRel);
         w.mtime.store(now_secs(), Ordering::Release);
@@ -286,28 +309,42 @@ impl<R: Remote> CellsFs<R> {
         let f = body.file.clone();
         blocking(move || f.set_len(size)).await?;
         body.dirty = true;
+        body.digest = if size == 0 {
+            Some(FileDigester::new(self.setup()?.journal.chunk_size()))
+        } else {
+            body.digest.take().filter(|d| d.size() == size)
+        };
         w.size.store(size, Ordering::Release);
         w.mtime.store(now_secs(), Ordering::Release);
         Ok(())
     }
 
-    /// Hands the content to the journal when it changed. Durable on return.
-    pub(super) async fn commit(&self, w: &InodeWrite) -> FsResult<()> {
+    /// Hands the content to the journal when it changed: journaled on return (it survives
+    /// the death of the process); with `durable` (fsync), synced too (it survives a power
+    /// loss), together with everything journaled before it.
+    pub(super) async fn commit(&self, w: &InodeWrite, durable: bool) -> FsResult<()> {
         let mut body = w.body.lock().await;
-        if !body.dirty {
-            return Ok(());
+        if body.dirty {
+            self.hand_over(w, &mut body).await?;
         }
+        if durable && !w.junk {
+            let journal = self.setup()?.journal.clone();
+            tokio::task::spawn_blocking(move || journal.sync())
+                .await
+                .map_err(super::errors::from_join_error)?
+                .map_err(sync_error)?;
+        }
+        Ok(())
+    }
+
+    /// The work of [`Self::commit`] for changed content, in one blocking step.
+    async fn hand_over(&self, w: &InodeWrite, body: &mut WriteBody) -> FsResult<()> {
         let (size, mtime) = (
             w.size.load(Ordering::Acquire),
             w.mtime.load(Ordering::Acquire),
         );
-        let ino = w.ino;
-        let Some(rec) = self.meta(move |m| m.get(ino)).await.ok().flatten() else {
-            // Deleted while open: the content goes with it.
-            body.dirty = false;
-            return Ok(());
-        };
-        if w.junk {
+        let (ino, junk, meta) = (w.ino, w.junk, self.meta.clone());
+        if junk {
             let f = body.file.clone();
             blocking(move || f.sync_data()).await?;
             body.dirty = false;
@@ -319,25 +356,53 @@ impl<R: Remote> CellsFs<R> {
         let Some(src) = body.disk_path.clone() else {
             return Err(FsError::Io("staging file missing".into()));
         };
-        let (path, base, s) = (rec.path.clone(), body.base.clone(), src.clone());
-        let enqueued = tokio::task::spawn_blocking(move || journal.enqueue_upload(&path, &s, base))
-            .await
-            .map_err(super::errors::from_join_error)?
-            .map_err(sync_error)?;
-        // The journal linked or moved our file: it must not change in place any more.
-        body.disk_path = None;
-        body.dirty = false;
-        self.drop_staging(&src).await;
-        let version = ContentVersion {
-            kind: HashKind::CellsHash,
-            value: enqueued.cells_hash.clone(),
-        };
-        body.base = Some(version.clone());
-        self.meta(move |m| {
-            m.set_local_content(ino, size, mtime, Some(&version), LocalState::Pending)
+        let base = body.base.clone();
+        let digest = body
+            .digest
+            .as_ref()
+            .filter(|d| d.size() == size)
+            .map(|d| d.clone().finish());
+        let handed = tokio::task::spawn_blocking(move || {
+            let meta_err = super::errors::from_meta_error;
+            let rec = match meta.get(ino) {
+                Ok(Some(rec)) => rec,
+                // Deleted while open: the content goes with it.
+                Ok(None) => return HandOver::Deleted,
+                Err(e) => return HandOver::Failed(meta_err(e)),
+            };
+            let enqueued = match journal.enqueue_upload_digested(&rec.path, &src, base, digest) {
+                Ok(enqueued) => enqueued,
+                Err(e) => return HandOver::Failed(sync_error(e)),
+            };
+            // The journal linked or moved our file: it must not change in place any more.
+            let _ = std::fs::remove_file(&src);
+            let version = ContentVersion {
+                kind: HashKind::CellsHash,
+                value: enqueued.cells_hash,
+            };
+            let recorded = meta
+                .forget_open_staging(&super::open_staging::file_name(&src))
+                .and_then(|()| {
+                    meta.set_local_content(ino, size, mtime, Some(&version), LocalState::Pending)
+                })
+                .map_err(meta_err);
+            HandOver::Journaled(version, recorded)
         })
-        .await?;
-        Ok(())
+        .await
+        .map_err(super::errors::from_join_error)?;
+        match handed {
+            HandOver::Journaled(version, recorded) => {
+                body.dirty = false;
+                body.disk_path = None;
+                body.base = Some(version);
+                recorded
+            }
+            HandOver::Deleted => {
+                body.dirty = false;
+                Ok(())
+            }
+            HandOver::Failed(e) => Err(e),
+        }
     }
 
     /// One handle of `w` is gone; the last one hands the content over and drops the state.
@@ -346,7 +411,7 @@ impl<R: Remote> CellsFs<R> {
             w.handles.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        if let Err(e) = self.commit(w).await {
+        if let Err(e) = self.commit(w, false).await {
             tracing::error!(ino = w.ino, "could not save a closed file for upload: {e}");
         }
         let last = {

@@ -9,6 +9,7 @@ use super::uploader::UploaderConfig;
 use super::{Journal, SyncError, SyncHooks};
 use crate::client::{ClientError, ContentVersion, HashKind, Node, Remote};
 use crate::names::RemotePath;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Why an operation did not finish, which decides how it is retried.
@@ -51,16 +52,46 @@ pub struct Ctx {
 /// The content of a pending upload, for "is this the same version" checks.
 struct Ours<'a> {
     cells_hash: &'a str,
-    md5: &'a str,
+    /// The plain MD5, when the journal has it; else computed from `staged` the first time a
+    /// server version without a Cells hash must be compared (rare: legacy servers).
+    md5: tokio::sync::OnceCell<String>,
+    staged: PathBuf,
 }
 
-impl Ours<'_> {
-    fn matches(&self, v: &ContentVersion) -> bool {
-        match v.kind {
-            HashKind::CellsHash => v.value == self.cells_hash,
-            HashKind::PlainMd5 => v.value == self.md5,
-            HashKind::OpaqueEtag => false,
+impl<'a> Ours<'a> {
+    fn new(cells_hash: &'a str, md5: &str, staged: PathBuf) -> Self {
+        let known = if md5.is_empty() {
+            tokio::sync::OnceCell::new()
+        } else {
+            tokio::sync::OnceCell::new_with(Some(md5.to_owned()))
+        };
+        Self {
+            cells_hash,
+            md5: known,
+            staged,
         }
+    }
+
+    async fn md5(&self) -> Result<&str, Failure> {
+        let staged = self.staged.clone();
+        let md5 = self
+            .md5
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || super::staging::md5_of(&staged))
+                    .await
+                    .map_err(|e| Failure::Transient(format!("hashing task: {e}")))?
+                    .map_err(|e| Failure::Refused(format!("cannot read the staged copy: {e}")))
+            })
+            .await?;
+        Ok(md5)
+    }
+
+    async fn matches(&self, v: &ContentVersion) -> Result<bool, Failure> {
+        Ok(match v.kind {
+            HashKind::CellsHash => v.value == self.cells_hash,
+            HashKind::PlainMd5 => v.value == self.md5().await?,
+            HashKind::OpaqueEtag => false,
+        })
     }
 }
 
@@ -107,7 +138,7 @@ async fn conflict_slot(
             None => return Ok(Slot::Free(candidate)),
             Some(node) => {
                 if let (Some(ours), Some(v)) = (ours, &node.version)
-                    && ours.matches(v)
+                    && ours.matches(v).await?
                 {
                     return Ok(Slot::Ours(candidate, node));
                 }
@@ -129,7 +160,7 @@ pub async fn run(ctx: &Ctx, op: &Op) -> Result<(), Failure> {
             base,
             ..
         } => {
-            let ours = Ours { cells_hash, md5 };
+            let ours = Ours::new(cells_hash, md5, ctx.journal.staging_path(staging));
             upload(ctx, op, path, staging, &ours, base.as_ref()).await
         }
         OpKind::Mkdir { path } => mkdir(ctx, path).await,
@@ -154,7 +185,8 @@ async fn upload(
         }
         if previous != path
             && let Some(node) = stat_opt(ctx, previous).await?
-            && node.version.as_ref().is_some_and(|v| ours.matches(v))
+            && let Some(v) = &node.version
+            && ours.matches(v).await?
         {
             finish_conflict(ctx, path, previous).await?;
             ctx.hooks.uploaded(previous, Some(&node));
@@ -169,7 +201,7 @@ async fn upload(
         None => false,
         Some(node) if node.is_dir() => true,
         Some(node) => match &node.version {
-            Some(v) if ours.matches(v) => {
+            Some(v) if ours.matches(v).await? => {
                 // Already uploaded (by us before a crash, or the same bytes from elsewhere).
                 ctx.hooks.uploaded(path, Some(node));
                 return Ok(());
@@ -199,6 +231,7 @@ async fn upload(
     let (seq, t) = (op.seq, target.clone());
     journal_call(&ctx.journal, move |j| j.mark_started(seq, &t)).await?;
     let local = ctx.journal.staging_path(staging);
+    check_staged_after_restart(ctx, op, &local, ours).await?;
     let outcome = ctx.remote.upload_file(&target, &local).await?;
     if outcome.local_cells_hash != ours.cells_hash {
         return Err(Failure::Refused(format!(
@@ -207,7 +240,7 @@ async fn upload(
     }
     if let Some(v) = outcome.node.as_ref().and_then(|n| n.version.as_ref())
         && v.kind == HashKind::PlainMd5
-        && v.value != ours.md5
+        && v.value != ours.md5().await?
     {
         return Err(Failure::Transient(format!(
             "the server recorded a different content for {target}"
@@ -217,6 +250,34 @@ async fn upload(
         finish_conflict(ctx, path, &target).await?;
     }
     ctx.hooks.uploaded(&target, outcome.node.as_ref());
+    Ok(())
+}
+
+/// A staged copy saved by an earlier run is hashed once before it is uploaded: a power loss
+/// before the copy was synced can leave it torn, and a torn copy must never replace the
+/// server's version. It stays in the journal, in error, for the user to see.
+async fn check_staged_after_restart(
+    ctx: &Ctx,
+    op: &Op,
+    local: &Path,
+    ours: &Ours<'_>,
+) -> Result<(), Failure> {
+    if !ctx.journal.from_earlier_run(op.seq) {
+        return Ok(());
+    }
+    let file = local.to_path_buf();
+    let hash = tokio::task::spawn_blocking(move || crate::hash::cells_hash_file(&file))
+        .await
+        .map_err(|e| Failure::Transient(format!("hashing task: {e}")))?
+        .map_err(|e| Failure::Refused(format!("cannot read the staged copy: {e}")))?;
+    if hash != ours.cells_hash {
+        return Err(Failure::Refused(
+            "the saved copy was damaged before it reached the disk (power loss?); \
+             it was not uploaded"
+                .into(),
+        ));
+    }
+    ctx.journal.checked_after_restart(op.seq);
     Ok(())
 }
 

@@ -1,7 +1,9 @@
-//! The durable upload journal: `STATE/journal.sqlite` (WAL, `synchronous=FULL`) plus
-//! `STATE/staging/` (see `staging` for why versions are staged there and not referenced in
-//! the cache). Every `enqueue_*` returns only after its row is committed, so a change the core
-//! acknowledged survives a crash; rows leave the journal only when the server has the change.
+//! The durable upload journal: `STATE/journal.sqlite` (WAL) plus `STATE/staging/` (see
+//! `staging` for why versions are staged there and not referenced in the cache). Every
+//! `enqueue_*` returns only after its row is committed, so a change the core acknowledged
+//! survives a crash or kill of the process; [`Journal::sync`] (on fsync, and every few seconds
+//! in the background) makes it survive a power loss too, as a local file system does with
+//! close and fsync. Rows leave the journal only when the server has the change.
 //!
 //! The pending operations are also held in memory in line order, for scheduling; in-flight
 //! claims are memory-only, so after a crash every operation is simply pending again.
@@ -10,10 +12,11 @@ use super::op::{Op, OpKind, OpState};
 use super::{QueueStats, SyncError, order, schema, staging};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
-use cells_cache::Cache;
+use cells_cache::{Cache, FileDigest};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -37,12 +40,24 @@ pub struct Journal {
     cache: Option<Arc<Cache>>,
     /// Notified on every change (new op, finished op, online): wakes the uploader and drain.
     changed: Arc<Notify>,
+    /// Staged files saved since the last [`Journal::sync`].
+    unsynced: Mutex<Vec<String>>,
+    /// Rows committed since the last [`Journal::sync`] (they survive the process, not yet a
+    /// power loss).
+    rows_unsynced: AtomicBool,
+    syncing: Mutex<()>,
+}
+
+fn lock_unsynced(m: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Inner {
     conn: Connection,
     ops: BTreeMap<i64, Op>,
     in_flight: HashSet<i64>,
+    /// Uploads journaled by an earlier run whose staged copy has not been checked yet.
+    from_earlier_run: HashSet<i64>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -91,15 +106,24 @@ impl Journal {
             }
         }
         staging::collect_garbage(&staging_dir, &referenced);
+        let from_earlier_run = ops
+            .values()
+            .filter(|op| matches!(op.kind, OpKind::Upload { .. }))
+            .map(|op| op.seq)
+            .collect();
         Ok(Journal {
             staging_dir,
             inner: Mutex::new(Inner {
                 conn,
                 ops,
                 in_flight: HashSet::new(),
+                from_earlier_run,
             }),
             cache,
             changed: Arc::new(Notify::new()),
+            unsynced: Mutex::new(Vec::new()),
+            rows_unsynced: AtomicBool::new(false),
+            syncing: Mutex::new(()),
         })
     }
 
@@ -112,6 +136,7 @@ impl Journal {
     }
 
     fn notify(&self) {
+        self.rows_unsynced.store(true, Ordering::Release);
         self.changed.notify_waiters();
         self.changed.notify_one();
     }
@@ -120,25 +145,40 @@ impl Journal {
         self.staging_dir.join(name)
     }
 
-    /// Journals a finished file version: `src` is staged (hard link or copy, fsynced), then,
-    /// with a cache, moved into it as a dirty entry; the row is committed before returning.
-    /// A pending, not yet started save of the same path is replaced in place.
+    /// Journals a finished file version: `src` is staged (hard link or copy) and digested,
+    /// then, with a cache, moved into it as a dirty entry; the row is committed before
+    /// returning. A pending, not yet started save of the same path is replaced in place.
     /// The caller must not modify `src` in place afterwards (it may be the staged inode).
+    ///
+    /// Durable against the death of the process on return; against a power loss once
+    /// [`Journal::sync`] ran (fsync calls it; so does the background sync every few seconds).
     pub fn enqueue_upload(
         &self,
         path: &RemotePath,
         src: &Path,
         base: Option<ContentVersion>,
     ) -> Result<EnqueuedUpload, SyncError> {
+        self.enqueue_upload_digested(path, src, base, None)
+    }
+
+    /// [`Journal::enqueue_upload`] with the digests the writer computed while writing `src`
+    /// in order (they spare reading it again; ignored unless they describe it).
+    pub fn enqueue_upload_digested(
+        &self,
+        path: &RemotePath,
+        src: &Path,
+        base: Option<ContentVersion>,
+        digest: Option<FileDigest>,
+    ) -> Result<EnqueuedUpload, SyncError> {
         check_path(path)?;
-        let staged = staging::stage(&self.staging_dir, src)?;
+        let staged = staging::stage(&self.staging_dir, src, digest, self.chunk_size())?;
         let cache_key = ContentVersion {
             kind: HashKind::CellsHash,
-            value: staged.cells_hash.clone(),
+            value: staged.digest.cells_hash.clone(),
         }
         .cache_key();
         let cached = match &self.cache {
-            Some(cache) => match cache.insert_file(&cache_key, src, true) {
+            Some(cache) => match cache.insert_saved(src, &staged.digest) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!("could not put the new version of {path} in the cache: {e}");
@@ -150,14 +190,15 @@ impl Journal {
         let result = self.record_upload(path, &staged, base);
         match result {
             Ok((seq, coalesced, replaced)) => {
+                lock_unsynced(&self.unsynced).push(staged.name.clone());
                 if let Some(old) = replaced {
                     self.forget_staged(&old.0, &old.1);
                 }
                 self.notify();
                 Ok(EnqueuedUpload {
                     seq,
-                    size: staged.size,
-                    cells_hash: staged.cells_hash,
+                    size: staged.digest.size,
+                    cells_hash: staged.digest.cells_hash,
                     cache_key,
                     coalesced,
                     cached,
@@ -168,6 +209,57 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+
+    /// True for an upload journaled by an earlier run whose staged copy was not checked yet
+    /// (a power loss may have torn it).
+    pub fn from_earlier_run(&self, seq: i64) -> bool {
+        self.lock().from_earlier_run.contains(&seq)
+    }
+
+    pub fn checked_after_restart(&self, seq: i64) {
+        self.lock().from_earlier_run.remove(&seq);
+    }
+
+    /// The chunk size digests are cut at: the cache's, so they can serve as its checksums.
+    pub fn chunk_size(&self) -> u64 {
+        self.cache
+            .as_ref()
+            .map_or(cells_cache::DEFAULT_CHUNK_SIZE, |c| c.chunk_size())
+    }
+
+    /// Makes everything journaled so far survive a power loss: the staged files saved since
+    /// the last call, their folder, the journal's committed rows (a WAL checkpoint syncs the
+    /// log first) and the cache index. Concurrent callers share the work of one another.
+    pub fn sync(&self) -> Result<(), SyncError> {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        self.rows_unsynced.store(false, Ordering::Release);
+        let names = std::mem::take(&mut *lock_unsynced(&self.unsynced));
+        if let Err(e) = staging::sync_files(&self.staging_dir, &names) {
+            // Synced again next time rather than forgotten.
+            lock_unsynced(&self.unsynced).extend(names);
+            self.rows_unsynced.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        let checkpoint = self
+            .lock()
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(e) = checkpoint {
+            self.rows_unsynced.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.sync_index()
+        {
+            tracing::warn!("could not sync the cache index: {e}");
+        }
+        Ok(())
+    }
+
+    /// True when something was journaled since the last [`Journal::sync`].
+    pub fn needs_sync(&self) -> bool {
+        self.rows_unsynced.load(Ordering::Acquire)
     }
 
     /// Returns (seq, coalesced, replaced (staging name, cells hash)).
@@ -199,10 +291,10 @@ impl Journal {
             };
             let old = (
                 std::mem::replace(staging, staged.name.clone()),
-                std::mem::replace(cells_hash, staged.cells_hash.clone()),
+                std::mem::replace(cells_hash, staged.digest.cells_hash.clone()),
             );
-            *size = staged.size;
-            *md5 = staged.md5.clone();
+            *size = staged.digest.size;
+            md5.clear();
             op.state = OpState::Queued;
             op.attempts = 0;
             op.not_before_ms = 0;
@@ -214,9 +306,10 @@ impl Journal {
         let kind = OpKind::Upload {
             path: path.clone(),
             staging: staged.name.clone(),
-            size: staged.size,
-            cells_hash: staged.cells_hash.clone(),
-            md5: staged.md5.clone(),
+            size: staged.digest.size,
+            cells_hash: staged.digest.cells_hash.clone(),
+            // Computed by the uploader if a server without Cells hashes needs it.
+            md5: String::new(),
             base,
         };
         let seq = insert_op(&mut inner, kind)?;

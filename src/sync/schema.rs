@@ -8,13 +8,14 @@ use rusqlite::{Connection, Row, params};
 
 const VERSION: i64 = 1;
 
-/// Opens the journal database: WAL, `synchronous=FULL` (a committed row survives power loss),
+/// Opens the journal database: WAL, `synchronous=NORMAL` (a committed row survives the death
+/// of the process at once, and a power loss after the next checkpoint: `Journal::sync`),
 /// schema created or checked.
 pub fn open(path: &std::path::Path) -> Result<Connection, SyncError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
         0 => {

@@ -8,6 +8,7 @@
 //! time: the caller's file is then moved into the cache under another name), a full copy
 //! across file systems.
 
+use cells_cache::{FileDigest, FileDigester};
 use md5::{Digest, Md5};
 use std::fs::File;
 use std::io::{self, Read};
@@ -16,9 +17,7 @@ use std::path::{Path, PathBuf};
 /// What staging a file produced.
 pub struct Staged {
     pub name: String,
-    pub size: u64,
-    pub cells_hash: String,
-    pub md5: String,
+    pub digest: FileDigest,
 }
 
 pub fn dir(state_dir: &Path) -> PathBuf {
@@ -35,8 +34,16 @@ pub fn is_staging_name(name: &str) -> bool {
     name.len() == 37 && name.ends_with(".data") && name[..32].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Links (or copies) `src` into `staging_dir`, hashes it, and makes it durable.
-pub fn stage(staging_dir: &Path, src: &Path) -> io::Result<Staged> {
+/// Links (or copies) `src` into `staging_dir` and digests it, unless `digest` (computed while
+/// the file was written) already describes it. Nothing is synced here: the copy survives the
+/// death of the process as it is (the page cache is the kernel's), and [`sync_files`] makes
+/// it survive a power loss (on fsync, and in the background).
+pub fn stage(
+    staging_dir: &Path,
+    src: &Path,
+    digest: Option<FileDigest>,
+    chunk_size: u64,
+) -> io::Result<Staged> {
     let meta = std::fs::metadata(src)?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -52,38 +59,46 @@ pub fn stage(staging_dir: &Path, src: &Path) -> io::Result<Staged> {
         let _ = std::fs::remove_file(&dest);
         return Err(e);
     }
-    let done = hash_and_sync(&dest).and_then(|(size, cells_hash, md5)| {
-        sync_dir(staging_dir)?;
-        Ok(Staged {
-            name,
-            size,
-            cells_hash,
-            md5,
-        })
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&dest);
+    let digest = match digest {
+        Some(d) if d.size == meta.len() && d.chunk_size == chunk_size => Ok(d),
+        _ => FileDigester::of_file(&dest, chunk_size),
+    };
+    match digest {
+        Ok(digest) => Ok(Staged { name, digest }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&dest);
+            Err(e)
+        }
     }
-    done
 }
 
-fn hash_and_sync(path: &Path) -> io::Result<(u64, String, String)> {
-    let mut file = File::options().read(true).write(true).open(path)?;
-    let mut cells = crate::hash::CellsHasher::new();
+/// Syncs the data of the named staged files (gone ones are skipped: their op finished), then
+/// the folder's entries.
+pub fn sync_files(staging_dir: &Path, names: &[String]) -> io::Result<()> {
+    for name in names {
+        match File::open(staging_dir.join(name)) {
+            Ok(f) => f.sync_data()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sync_dir(staging_dir)
+}
+
+/// The plain MD5 of a staged file (compared with the version of a server that has no Cells
+/// hash; computed only then).
+pub fn md5_of(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
     let mut md5 = Md5::new();
     let mut buf = vec![0u8; 1024 * 1024];
-    let mut size = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        cells.update(&buf[..n]);
         md5.update(&buf[..n]);
-        size += n as u64;
     }
-    file.sync_all()?;
-    Ok((size, cells.finalize_hex(), hex::encode(md5.finalize())))
+    Ok(hex::encode(md5.finalize()))
 }
 
 #[cfg(unix)]

@@ -29,6 +29,10 @@ pub struct UploaderConfig {
     pub errors_after: u32,
     /// Cleans up uploads cut off by a crash (the real client implements it).
     pub interrupted: Option<Arc<dyn InterruptedUploads>>,
+    /// How long a closed (not fsynced) save may wait before it is synced to disk in the
+    /// background: the most a power loss can take, like a local file system's commit
+    /// interval (ext4: 5 s).
+    pub sync_every: Duration,
 }
 
 impl Default for UploaderConfig {
@@ -42,6 +46,7 @@ impl Default for UploaderConfig {
             error_backoff: Duration::from_secs(300),
             errors_after: 5,
             interrupted: None,
+            sync_every: Duration::from_secs(5),
         }
     }
 }
@@ -52,6 +57,7 @@ pub struct Uploader {
     journal: Arc<Journal>,
     stopping: Arc<AtomicBool>,
     supervisor: Option<tokio::task::JoinHandle<()>>,
+    syncer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Uploader {
@@ -63,6 +69,7 @@ impl Uploader {
         config: UploaderConfig,
     ) -> Uploader {
         let stopping = Arc::new(AtomicBool::new(false));
+        let syncer = tokio::spawn(sync_behind(journal.clone(), config.sync_every));
         let ctx = Arc::new(Ctx {
             journal: journal.clone(),
             remote,
@@ -74,6 +81,7 @@ impl Uploader {
             journal,
             stopping,
             supervisor: Some(supervisor),
+            syncer: Some(syncer),
         }
     }
 
@@ -104,12 +112,39 @@ impl Uploader {
         }
     }
 
-    /// Stops the tasks and waits for them; operations cut off stay journaled.
+    /// Stops the tasks and waits for them; operations cut off stay journaled, and synced.
     pub async fn shutdown(mut self) {
         self.stopping.store(true, Ordering::Release);
-        if let Some(task) = self.supervisor.take() {
+        for task in [self.supervisor.take(), self.syncer.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
             let _ = task.await;
+        }
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || journal.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("could not sync the upload journal: {e}"),
+            Err(e) => tracing::error!("could not sync the upload journal: {e}"),
+        }
+    }
+}
+
+/// Syncs what was journaled without fsync every `every` (see [`UploaderConfig::sync_every`]).
+async fn sync_behind(journal: Arc<Journal>, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !journal.needs_sync() {
+            continue;
+        }
+        let j = journal.clone();
+        match tokio::task::spawn_blocking(move || j.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("background sync of the upload journal failed: {e}"),
+            Err(e) => tracing::warn!("background sync of the upload journal failed: {e}"),
         }
     }
 }
@@ -117,7 +152,10 @@ impl Uploader {
 impl Drop for Uploader {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        if let Some(task) = self.supervisor.take() {
+        for task in [self.supervisor.take(), self.syncer.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }

@@ -50,6 +50,7 @@ pub fn quick_config(client: &CellsClient) -> UploaderConfig {
         error_backoff: Duration::from_millis(300),
         errors_after: 5,
         interrupted: Some(Arc::new(client.clone())),
+        sync_every: Duration::from_millis(100),
     }
 }
 
