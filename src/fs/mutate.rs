@@ -82,9 +82,10 @@ impl<R: Remote> CellsFs<R> {
         self.meta(move |m| m.child(parent, &owned)).await
     }
 
-    async fn insert_local(&self, dir: &InodeRecord, name: &str, kind: NodeKind) -> FsResult<Ino> {
+    /// The index row of a new local file or folder `name` in `dir` (desktop junk stays local).
+    fn new_local(dir: &InodeRecord, name: &str, kind: NodeKind) -> NewLocal {
         let junk = is_desktop_junk(name) || dir.local == Some(LocalState::Junk);
-        let node = NewLocal {
+        NewLocal {
             name: name.to_owned(),
             kind,
             mtime: unix_secs(std::time::SystemTime::now()),
@@ -93,7 +94,11 @@ impl<R: Remote> CellsFs<R> {
             } else {
                 LocalState::Pending
             },
-        };
+        }
+    }
+
+    async fn insert_local(&self, dir: &InodeRecord, name: &str, kind: NodeKind) -> FsResult<Ino> {
+        let node = Self::new_local(dir, name, kind);
         let parent = dir.ino;
         let (ino, _) = self.meta(move |m| m.insert_local(parent, &node)).await?;
         Ok(ino)
@@ -117,12 +122,9 @@ impl<R: Remote> CellsFs<R> {
             let opened = self.do_open(existing.ino, flags).await?;
             return Ok((self.entry_of(&existing), opened));
         }
-        let ino = self.insert_local(&dir, &name, NodeKind::File).await?;
-        let rec = self.record(ino).await?;
-        let w = self.attach_write(&rec, true).await?;
-        // A new file exists on the server even if nothing is ever written to it.
-        w.body.lock().await.dirty = true;
-        let opened = self.register_local_handle(ino, &rec, Some(w));
+        let node = Self::new_local(&dir, &name, NodeKind::File);
+        let (rec, w) = self.create_local_file(&dir, node).await?;
+        let opened = self.register_local_handle(rec.ino, &rec, Some(w));
         Ok((self.entry_of(&rec), opened))
     }
 
@@ -276,6 +278,9 @@ impl<R: Remote> CellsFs<R> {
             .path
             .join(&new_name)
             .map_err(|e| FsError::InvalidName(e.to_string()))?;
+        // Closed saves still being handed over go first: the server sees the content, then
+        // the move, in the order the user made them.
+        self.settle_saves_under(&src.path).await;
         let tombstone = if src_junk {
             false
         } else {
@@ -368,14 +373,16 @@ impl<R: Remote> CellsFs<R> {
     }
 
     /// flush (`durable = false`) and fsync (`true`): the handle's content goes to the journal
-    /// when it changed; fsync also makes what is journaled survive a power loss.
+    /// when it changed (in the background for flush: see `flush_behind`); fsync waits for it
+    /// and also makes what is journaled survive a power loss.
     pub(super) async fn do_sync(&self, ino: Ino, fh: Fh, durable: bool) -> FsResult<()> {
         let file = lock(&self.files)
             .get(&fh)
             .cloned()
             .ok_or(FsError::BadHandle)?;
         match &file.write {
-            Some(w) if file.ino == ino => self.commit(w, durable).await,
+            Some(w) if file.ino == ino && !durable && !w.junk => self.flush_behind(w),
+            Some(w) if file.ino == ino => self.commit(w, true).await,
             _ => Ok(()),
         }
     }

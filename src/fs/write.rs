@@ -157,6 +157,77 @@ impl<R: Remote> CellsFs<R> {
         Ok(other)
     }
 
+    /// Creates the new, empty file `name` in `dir` and its write state in one blocking step
+    /// (index row, staging file, staging record): creating many small files is a common
+    /// workload (archives, copies, builds) and each step off the async threads costs a
+    /// thread hand-off. Counts one handle.
+    pub(super) async fn create_local_file(
+        &self,
+        dir: &InodeRecord,
+        node: crate::meta::NewLocal,
+    ) -> FsResult<(Arc<InodeRecord>, Arc<InodeWrite>)> {
+        let setup = self.setup()?;
+        let junk = node.state == LocalState::Junk;
+        let (meta, parent, n) = (self.meta.clone(), dir.ino, self.next_handle());
+        let (open_dir, junk_dir) = (setup.open_dir.clone(), setup.junk_dir.clone());
+        let chunk = setup.journal.chunk_size();
+        let made = tokio::task::spawn_blocking(move || -> FsResult<_> {
+            let meta_err = super::errors::from_meta_error;
+            let (ino, _) = meta.insert_local(parent, &node).map_err(meta_err)?;
+            let rec = meta
+                .get(ino)
+                .map_err(meta_err)?
+                .ok_or_else(|| FsError::Io("a new file vanished from the index".into()))?;
+            let path = if junk {
+                junk_dir.join(ino.to_string())
+            } else {
+                open_dir.join(format!("{ino}-{n}"))
+            };
+            let file = private_file(&path).and_then(|f| f.set_len(0).map(|()| f));
+            let file = match file {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = meta.delete_local(ino, false);
+                    return Err(io_error(e));
+                }
+            };
+            if !junk {
+                let staging = crate::meta::OpenStaging {
+                    file: super::open_staging::file_name(&path),
+                    ino,
+                    path: rec.path.as_str().to_owned(),
+                    base: None,
+                };
+                if let Err(e) = meta.record_open_staging(&staging) {
+                    let _ = std::fs::remove_file(&path);
+                    let _ = meta.delete_local(ino, false);
+                    return Err(meta_err(e));
+                }
+            }
+            Ok((rec, file, path))
+        })
+        .await
+        .map_err(super::errors::from_join_error)??;
+        let (rec, file, path) = made;
+        let w = Arc::new(InodeWrite {
+            ino: rec.ino,
+            junk,
+            handles: AtomicUsize::new(1),
+            size: AtomicU64::new(0),
+            mtime: AtomicI64::new(now_secs()),
+            body: tokio::sync::Mutex::new(WriteBody {
+                file: Arc::new(file),
+                disk_path: Some(path),
+                // A new file exists on the server even if nothing is ever written to it.
+                dirty: true,
+                base: None,
+                digest: Some(FileDigester::new(chunk)),
+            }),
+        });
+        lock(&self.writes).insert(rec.ino, w.clone());
+        Ok((rec, w))
+    }
+
     /// Records a staging file holding its initial content with the version it holds, for
     /// recovery after the process dies (no sync: the page cache outlives the process; a
     /// power loss is covered by fsync and the journal's sync, as on a local disk).
@@ -335,6 +406,48 @@ impl<R: Remote> CellsFs<R> {
                 .map_err(sync_error)?;
         }
         Ok(())
+    }
+
+    /// flush: changed content is handed to the journal by a background task and the close
+    /// returns at once. Nothing is at risk meanwhile: the staging file and its record (made
+    /// when the file was opened) are what crash recovery journals after a kill, and the
+    /// journal counts the save as pending (`announce_save`) until it is journaled, so status
+    /// and unmount wait for it. The file's later operations (release, fsync, rename, another
+    /// save) wait for the hand-over on the content lock.
+    pub(super) fn flush_behind(&self, w: &Arc<InodeWrite>) -> FsResult<()> {
+        let journal = self.setup()?.journal.clone();
+        if let Ok(body) = w.body.try_lock()
+            && !body.dirty
+        {
+            return Ok(());
+        }
+        let Some(fs) = self.weak_self.upgrade() else {
+            return Ok(());
+        };
+        let counted = journal.announce_save(w.size.load(Ordering::Acquire));
+        let w = w.clone();
+        tokio::spawn(async move {
+            let _counted = counted;
+            if let Err(e) = fs.commit(&w, false).await {
+                // Still dirty: the release retries, and the staging record covers a crash.
+                tracing::error!(ino = w.ino, "could not save a closed file for upload: {e}");
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits for the hand-over of every closed save at or below `path` (see `flush_behind`).
+    pub(super) async fn settle_saves_under(&self, path: &crate::names::RemotePath) {
+        let open: Vec<Arc<InodeWrite>> = lock(&self.writes).values().cloned().collect();
+        for w in open {
+            let under = match self.record(w.ino).await {
+                Ok(rec) => rec.path.starts_with(path),
+                Err(_) => false,
+            };
+            if under && let Err(e) = self.commit(&w, false).await {
+                tracing::error!(ino = w.ino, "could not save a file before moving it: {e}");
+            }
+        }
     }
 
     /// The work of [`Self::commit`] for changed content, in one blocking step.

@@ -16,7 +16,7 @@ use cells_cache::{Cache, FileDigest};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -46,6 +46,27 @@ pub struct Journal {
     /// power loss).
     rows_unsynced: AtomicBool,
     syncing: Mutex<()>,
+    /// Saves closed by the user and being handed over (see [`IncomingSave`]), and their bytes.
+    incoming: AtomicU64,
+    incoming_bytes: AtomicU64,
+}
+
+/// A closed file version on its way into the journal: counted as pending (by `status`, and by
+/// `drain`, which waits for it) from the moment the close returns until it is journaled or
+/// dropped, so no report ever says "nothing pending" while a save is still being handed over.
+pub struct IncomingSave {
+    journal: Arc<Journal>,
+    bytes: u64,
+}
+
+impl Drop for IncomingSave {
+    fn drop(&mut self) {
+        self.journal.incoming.fetch_sub(1, Ordering::AcqRel);
+        self.journal
+            .incoming_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.journal.notify();
+    }
 }
 
 fn lock_unsynced(m: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
@@ -124,6 +145,8 @@ impl Journal {
             unsynced: Mutex::new(Vec::new()),
             rows_unsynced: AtomicBool::new(false),
             syncing: Mutex::new(()),
+            incoming: AtomicU64::new(0),
+            incoming_bytes: AtomicU64::new(0),
         })
     }
 
@@ -177,6 +200,16 @@ impl Journal {
             value: staged.digest.cells_hash.clone(),
         }
         .cache_key();
+        // The row first, then the cache takes `src`: until the row is committed, `src` is
+        // still where the caller's crash recovery looks for it.
+        let (seq, coalesced, replaced) = match self.record_upload(path, &staged, base) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                let _ = std::fs::remove_file(self.staging_dir.join(&staged.name));
+                return Err(e);
+            }
+        };
+        lock_unsynced(&self.unsynced).push(staged.name.clone());
         let cached = match &self.cache {
             Some(cache) => match cache.insert_saved(src, &staged.digest) {
                 Ok(()) => true,
@@ -187,28 +220,36 @@ impl Journal {
             },
             None => false,
         };
-        let result = self.record_upload(path, &staged, base);
-        match result {
-            Ok((seq, coalesced, replaced)) => {
-                lock_unsynced(&self.unsynced).push(staged.name.clone());
-                if let Some(old) = replaced {
-                    self.forget_staged(&old.0, &old.1);
-                }
-                self.notify();
-                Ok(EnqueuedUpload {
-                    seq,
-                    size: staged.digest.size,
-                    cells_hash: staged.digest.cells_hash,
-                    cache_key,
-                    coalesced,
-                    cached,
-                })
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(self.staging_dir.join(&staged.name));
-                Err(e)
-            }
+        if let Some(old) = replaced {
+            self.forget_staged(&old.0, &old.1);
         }
+        self.notify();
+        Ok(EnqueuedUpload {
+            seq,
+            size: staged.digest.size,
+            cells_hash: staged.digest.cells_hash,
+            cache_key,
+            coalesced,
+            cached,
+        })
+    }
+
+    /// Counts a closed save of `bytes` as pending until the returned guard is dropped.
+    pub fn announce_save(self: &Arc<Self>, bytes: u64) -> IncomingSave {
+        self.incoming.fetch_add(1, Ordering::AcqRel);
+        self.incoming_bytes.fetch_add(bytes, Ordering::AcqRel);
+        IncomingSave {
+            journal: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Saves announced and not yet journaled (or dropped), and their bytes.
+    pub(crate) fn incoming(&self) -> (u64, u64) {
+        (
+            self.incoming.load(Ordering::Acquire),
+            self.incoming_bytes.load(Ordering::Acquire),
+        )
     }
 
     /// True for an upload journaled by an earlier run whose staged copy was not checked yet

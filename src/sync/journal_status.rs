@@ -52,8 +52,10 @@ impl Journal {
                 stats.errors.push((op.kind.main_path().to_string(), reason));
             }
         }
-        stats.pending_uploads = files.len() as u64;
-        stats.pending_bytes = files.values().sum();
+        let (incoming, incoming_bytes) = self.incoming();
+        stats.pending_uploads = files.len() as u64 + incoming;
+        stats.pending_bytes = files.values().sum::<u64>() + incoming_bytes;
+        stats.pending_ops += incoming;
         stats
     }
 
@@ -213,6 +215,9 @@ impl Journal {
 
     /// True when nothing is pending but operations in error and those behind them.
     pub(crate) fn drained(&self) -> bool {
+        if self.incoming().0 > 0 {
+            return false;
+        }
         let inner = self.lock();
         inner.in_flight.is_empty() && order::only_errors_left(inner.ops.values())
     }
