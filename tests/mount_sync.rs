@@ -118,3 +118,46 @@ fn hostile_names_from_the_server_never_break_or_escape_the_mount() {
     assert!(std::fs::metadata(mnt.join("..").join("passwd")).is_err());
     env.unmount();
 }
+
+#[test]
+fn a_restarted_mount_lists_a_known_folder_at_once_then_shows_what_changed_meanwhile() {
+    if !common::fuse_available("a_restarted_mount_lists_a_known_folder_at_once") {
+        return;
+    }
+    let mut env = Env::new(|d| {
+        std::fs::create_dir(d.join("docs")).expect("mkdir");
+        std::fs::write(d.join("docs/a.txt"), b"a").expect("seed");
+    });
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    env.mount();
+    let docs = env.mnt().join("docs");
+    assert_eq!(names(&docs), ["a.txt"]);
+    env.unmount();
+    env.server_upload("docs/b.txt", b"b");
+    env.mount();
+    // Every server request now takes 3 s: the earlier listing must not wait for one.
+    env.server().set_faults(cells_testserver::Faults {
+        latency_ms: 3000,
+        ..Default::default()
+    });
+    let started = Instant::now();
+    assert_eq!(names(&docs), ["a.txt"]);
+    let answered = started.elapsed();
+    assert!(
+        answered < Duration::from_secs(2),
+        "the known folder took {answered:?} to list"
+    );
+    wait_for("the refreshed listing", Duration::from_secs(20), || {
+        (names(&docs) == ["a.txt", "b.txt"]).then_some(())
+    });
+    env.server().set_faults(cells_testserver::Faults::default());
+    env.unmount();
+}

@@ -131,11 +131,15 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
     };
     let root =
         CellsFs::<CellsClient>::root_path_for(&fs_cfg).map_err(|e| format!("--workspace: {e}"))?;
-    let reachability = check_server(&client, &root).await?;
-
+    // The index and the cache open on blocking threads while the server answers the probe:
+    // start-up pays for the slower of the two, not for both.
     let state_dir = plan.state_dir.clone();
     let meta_root = root.clone();
-    let meta = tokio::task::spawn_blocking(move || MetaStore::open(&state_dir, &meta_root))
+    let open_meta = tokio::task::spawn_blocking(move || MetaStore::open(&state_dir, &meta_root));
+    let cache_cfg = CacheConfig::new(&plan.cache_dir, plan.cache_size);
+    let open_cache = tokio::task::spawn_blocking(move || Cache::open(cache_cfg));
+    let reachability = check_server(&client, &root).await?;
+    let meta = open_meta
         .await
         .map_err(|e| format!("opening the metadata index: {e}"))?
         .map_err(|e| format!("metadata index in {}: {e}", plan.state_dir.display()))?;
@@ -156,8 +160,7 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         }
         tracing::warn!("server not reachable ({why}): starting offline from the index and cache");
     }
-    let cache_cfg = CacheConfig::new(&plan.cache_dir, plan.cache_size);
-    let cache = tokio::task::spawn_blocking(move || Cache::open(cache_cfg))
+    let cache = open_cache
         .await
         .map_err(|e| format!("opening the cache: {e}"))?
         .map_err(|e| format!("cache in {}: {e}", plan.cache_dir.display()))?;

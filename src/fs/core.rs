@@ -13,7 +13,7 @@ use crate::meta::{InodeRecord, MetaChange, MetaResult, MetaStore, StagedNode, no
 use crate::names::{RemotePath, validate_name};
 use cells_cache::{Cache, HoldGuard};
 use futures::future::{BoxFuture, Shared};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,6 +55,9 @@ pub struct CellsFs<R: Remote> {
     pub(super) kernel_keys: Mutex<HashMap<Ino, Option<String>>>,
     /// One listing per folder at a time; concurrent lookups wait on the same one.
     pub(super) listings: Mutex<HashMap<Ino, ListingFuture>>,
+    /// Folders with a listing in flight from which the feed removed a child meanwhile: the
+    /// listing's pages may predate the removal, so the folder is listed again after it.
+    pub(super) relist: Mutex<HashSet<Ino>>,
     pub(super) feed_live: AtomicBool,
     pub(super) weak_self: Weak<Self>,
     /// Set by [`Self::enable_writes`]; without it the mount is read-only.
@@ -107,6 +110,7 @@ impl<R: Remote> CellsFs<R> {
             dirs: Mutex::default(),
             kernel_keys: Mutex::default(),
             listings: Mutex::default(),
+            relist: Mutex::default(),
             feed_live: AtomicBool::new(false),
             weak_self: weak.clone(),
             write_setup: OnceLock::new(),
@@ -256,13 +260,13 @@ impl<R: Remote> CellsFs<R> {
     }
 
     /// The record of `ino`, checked with the server (`stat`) when its description is older
-    /// than the listing TTL. Offline, or for the root and folders, the stored one is used.
+    /// than the listing TTL or than the last restart or feed resync. Offline, or for the root and folders, the stored one is used.
     pub(super) async fn fresh_record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
         let rec = self.record(ino).await?;
         if ino == ROOT_INO
             || rec.is_dir()
             || rec.is_protected()
-            || self.is_fresh(rec.seen_at)
+            || (self.is_fresh(rec.seen_at) && rec.seen_at >= self.meta.stale_before_ms())
             || self.is_offline()
         {
             return Ok(rec);

@@ -5,7 +5,7 @@ use super::api::*;
 use super::core::{CellsFs, lock};
 use super::junk::is_desktop_junk;
 use crate::client::Remote;
-use crate::meta::{InodeRecord, StagedNode};
+use crate::meta::{InodeRecord, StagedNode, now_ms};
 use crate::names::{RemotePath, validate_name};
 use futures::FutureExt;
 use std::ffi::OsStr;
@@ -20,41 +20,42 @@ impl<R: Remote> CellsFs<R> {
     /// Makes sure `dir`'s children in the index are recent enough: re-lists a stale folder
     /// when online; offline, any earlier listing is served whatever its age.
     pub(super) async fn ensure_listed(&self, dir: &InodeRecord) -> FsResult<()> {
-        self.ensure_listed_or_stale(dir, false).await
+        self.ensure_listed_or_stale(dir, false).await.map(|_| ())
     }
 
-    /// [`Self::ensure_listed`]; with `serve_stale`, a folder listed in an earlier session is
-    /// served from the index at once while a background re-list refreshes it (its commit
-    /// invalidates the kernel's entries that changed). Lookups do not take stale answers (a
-    /// name created since must be found); listings do, so a restart shows folders at once.
-    async fn ensure_listed_or_stale(&self, dir: &InodeRecord, serve_stale: bool) -> FsResult<()> {
+    /// [`Self::ensure_listed`]; with `serve_stale`, a listing that may have missed server
+    /// changes (made by an earlier session, or before a feed resync) is served from the index
+    /// at once while a background re-list refreshes it (its commit invalidates the kernel's
+    /// entries that changed): a restart or a reconnection shows folders at once. Returns true
+    /// when it served such a listing. A listing whose TTL ran out is still awaited: without a
+    /// live feed, a change must show on the next access after the TTL.
+    async fn ensure_listed_or_stale(&self, dir: &InodeRecord, serve_stale: bool) -> FsResult<bool> {
         if !dir.is_dir() {
             return Err(FsError::NotDir);
         }
-        let session = self.meta.session_started_ms();
-        // Listings of an earlier session are never fresh: events may have been missed since.
+        let stale_before = self.meta.stale_before_ms();
         if dir
             .listed_at
-            .is_some_and(|t| t >= session && self.is_fresh(t))
+            .is_some_and(|t| t >= stale_before && self.is_fresh(t))
         {
-            return Ok(());
+            return Ok(false);
         }
         let listed_before = dir.listed_at.is_some();
         if self.is_offline() {
             return if listed_before {
-                Ok(())
+                Ok(false)
             } else {
                 Err(FsError::Offline)
             };
         }
-        if serve_stale && dir.listed_at.is_some_and(|t| t > 0 && t < session) {
+        if serve_stale && dir.listed_at.is_some_and(|t| t > 0 && t < stale_before) {
             // The listing runs in its own task; dropping our handle does not cancel it.
             drop(self.listing(dir.ino, dir.path.clone()));
-            return Ok(());
+            return Ok(true);
         }
         match self.listing(dir.ino, dir.path.clone()).await {
-            Err(FsError::Offline) if listed_before => Ok(()),
-            other => other,
+            Err(FsError::Offline) if listed_before => Ok(false),
+            other => other.map(|()| false),
         }
     }
 
@@ -86,6 +87,8 @@ impl<R: Remote> CellsFs<R> {
 
     /// Lists folder `ino` page by page into the index's stage, then swaps it in.
     async fn list_folder(&self, ino: Ino, path: &RemotePath) -> FsResult<()> {
+        // Before the first page: the listing is only as recent as that (see commit_listing).
+        let started = now_ms();
         self.meta(move |m| m.clear_stage(ino)).await?;
         let mut offset = 0u64;
         loop {
@@ -119,8 +122,12 @@ impl<R: Remote> CellsFs<R> {
                 _ => break,
             }
         }
-        let changes = self.meta(move |m| m.commit_listing(ino)).await?;
+        let changes = self.meta(move |m| m.commit_listing(ino, started)).await?;
         self.deliver(changes);
+        if lock(&self.relist).remove(&ino) {
+            // The feed removed a child while the pages came in: the next access lists again.
+            self.meta(move |m| m.mark_stale(ino)).await?;
+        }
         Ok(())
     }
 
@@ -133,6 +140,28 @@ impl<R: Remote> CellsFs<R> {
             return Err(FsError::NotFound);
         }
         let dir = self.record(parent).await?;
+        let served_stale = self.ensure_listed_or_stale(&dir, true).await?;
+        // Hot path (`ls -l` once the kernel's entries expired): a cached child needs no
+        // blocking thread.
+        let cached = self.meta.cached_child(parent, name);
+        let found = match cached {
+            Some(rec) => Some(rec),
+            None => {
+                let owned = name.to_owned();
+                self.meta(move |m| m.child(parent, &owned)).await?
+            }
+        };
+        if let Some(rec) = found {
+            // From a stale listing, a name is shown at once; the refresh under way
+            // invalidates it in the kernel if the server changed or removed it.
+            return Ok(self.entry_of(&rec));
+        }
+        if !served_stale {
+            return Err(FsError::NotFound);
+        }
+        // A name missing from a stale listing may have been created since: the refresh (the
+        // one under way, or none if it is done) decides.
+        let dir = self.record(parent).await?;
         self.ensure_listed(&dir).await?;
         let owned = name.to_owned();
         match self.meta(move |m| m.child(parent, &owned)).await? {
@@ -144,7 +173,7 @@ impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_opendir(&self, ino: Ino) -> FsResult<Fh> {
         let dir = self.record(ino).await?;
         self.ensure_listed_or_stale(&dir, true).await?;
-        let snapshot = self.meta(move |m| m.child_inos(ino)).await?;
+        let snapshot = self.meta(move |m| m.snapshot_children(ino)).await?;
         let fh = self.next_handle();
         lock(&self.dirs).insert(fh, Arc::new(snapshot));
         Ok(fh)

@@ -2,7 +2,7 @@
 //! resync (events may have been lost) marks every listing stale. Without a feed, stale
 //! listings are simply re-listed on access (polling fallback).
 
-use super::core::CellsFs;
+use super::core::{CellsFs, lock};
 use super::junk::is_desktop_junk;
 use crate::client::{ChangeEvent, ChangeKind, FeedItem, Node, Remote};
 use crate::meta::StagedNode;
@@ -31,7 +31,10 @@ impl<R: Remote> CellsFs<R> {
     pub async fn apply_feed_item(&self, item: FeedItem) -> super::FsResult<()> {
         let pinned = self.pin_touched(&item);
         let res = match item {
-            FeedItem::Resync => self.meta(|m| m.mark_all_stale()).await,
+            FeedItem::Resync => {
+                self.meta.mark_all_stale();
+                Ok(())
+            }
             FeedItem::Event(ev) => self.apply_event(ev).await,
         };
         if pinned {
@@ -39,6 +42,20 @@ impl<R: Remote> CellsFs<R> {
             self.pins.wake.notify_one();
         }
         res
+    }
+
+    /// A listing in flight may have fetched a removed child before the removal, and would
+    /// bring it back: its folder is listed again once it commits (see `list_folder`).
+    fn relist_if_listing(&self, changes: &[crate::meta::MetaChange]) {
+        let listings = lock(&self.listings);
+        let mut relist = lock(&self.relist);
+        for change in changes {
+            if let crate::meta::MetaChange::EntryGone { parent, .. } = change
+                && listings.contains_key(parent)
+            {
+                relist.insert(*parent);
+            }
+        }
     }
 
     /// True for nodes below the mount root (events about other workspaces are ignored).
@@ -74,6 +91,7 @@ impl<R: Remote> CellsFs<R> {
                     None => Ok(Vec::new()),
                 })
                 .await?;
+            self.relist_if_listing(&changes);
             self.deliver(changes);
             return Ok(());
         }

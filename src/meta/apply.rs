@@ -15,9 +15,16 @@ pub(super) struct ApplyLog {
     pub changes: Vec<MetaChange>,
     /// Inodes whose row changed (moka entries to drop).
     pub touched: Vec<Ino>,
+    /// Inodes the server described exactly as stored: their rows were not rewritten, only
+    /// their `seen_at` is due (see [`ApplyLog::mark_refreshed_seen`]).
+    pub refreshed: Vec<Ino>,
     /// A folder moved, so descendants' paths changed too.
     pub paths_rewritten: bool,
     pub now: i64,
+    /// For a listing: when it started. Rows the server described after that (an event or a
+    /// stat applied while the pages came in) are newer than the listing and are left as they
+    /// are. Within the same millisecond the listing wins.
+    pub described_since: Option<i64>,
 }
 
 impl ApplyLog {
@@ -25,10 +32,43 @@ impl ApplyLog {
         Self {
             changes: Vec::new(),
             touched: Vec::new(),
+            refreshed: Vec::new(),
             paths_rewritten: false,
             now,
+            described_since: None,
         }
     }
+}
+
+impl ApplyLog {
+    /// Records in SQLite that the refreshed rows were seen now (one by one: for the few nodes
+    /// of a stat or an event; a listing updates its whole folder at once instead).
+    pub fn mark_refreshed_seen(&self, conn: &Connection) -> MetaResult<()> {
+        let mut stmt = conn.prepare_cached("UPDATE inodes SET seen_at = ?2 WHERE ino = ?1")?;
+        for ino in &self.refreshed {
+            stmt.execute(params![*ino as i64, self.now])?;
+        }
+        Ok(())
+    }
+}
+
+/// True when `node` as child of `parent` at `path` is exactly what `old` stores (`seen_at`
+/// aside), so the row needs no rewrite.
+fn described_as_stored(
+    old: &InodeRecord,
+    parent: &InodeRecord,
+    node: &StagedNode,
+    path: &str,
+) -> bool {
+    old.parent == parent.ino
+        && old.name == node.name
+        && old.path.as_str() == path
+        && old.kind == node.kind
+        && old.size == node.size
+        && old.mtime == node.mtime
+        && old.version == node.version
+        && old.uuid == node.uuid
+        && old.read_only == node.read_only
 }
 
 pub(super) fn find(
@@ -169,7 +209,18 @@ pub(super) fn apply_node(
     if let Some(local) = by_name.as_ref().filter(|b| b.is_protected()) {
         return Ok(local.ino);
     }
+    if let (Some(since), Some(newer)) = (log.described_since, &by_name)
+        && newer.seen_at > since
+    {
+        return Ok(newer.ino);
+    }
+    // The same node under the same name (the common case of a re-listing) needs no search
+    // by uuid.
+    let same_node = by_name
+        .as_ref()
+        .is_some_and(|b| b.kind == node.kind && b.uuid.is_some() && b.uuid == node.uuid);
     let by_uuid = match &node.uuid {
+        Some(_) if same_node => None,
         Some(uuid) => find(
             conn,
             "uuid = ?1 AND kind = ?2 AND ino != ?3",
@@ -213,6 +264,12 @@ pub(super) fn apply_node(
         let other_node = existing.kind != node.kind
             || matches!((&existing.uuid, &node.uuid), (Some(a), Some(b)) if a != b);
         if !other_node {
+            // Re-listing a big folder mostly finds it unchanged: no row rewrite, and the
+            // record cache stays warm.
+            if described_as_stored(&existing, parent, node, path.as_str()) {
+                log.refreshed.push(existing.ino);
+                return Ok(existing.ino);
+            }
             write_fields(conn, existing.ino, parent, node, path.as_str(), now)?;
             diff(log, &existing, node);
             log.touched.push(existing.ino);

@@ -84,22 +84,26 @@ impl MetaStore {
 
     /// Replaces `parent`'s children with the staged listing, in one transaction: children
     /// not listed are deleted (with their subtrees), known ones keep their inode numbers.
-    pub fn commit_listing(&self, parent: Ino) -> MetaResult<Vec<MetaChange>> {
+    /// `started_ms` is when the listing's first page was asked for: the listing is as recent
+    /// as that (not as its commit), so a resync in between leaves it stale.
+    pub fn commit_listing(&self, parent: Ino, started_ms: i64) -> MetaResult<Vec<MetaChange>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut log = ApplyLog::new(now_ms());
+        log.described_since = Some(started_ms);
         {
             let folder = Self::parent_record(&tx, parent)?;
             let was_listed = folder.listed_at.is_some();
             // Absent children first, so that a rename inside the folder finds the old row
             // (by uuid) among the detached ones and keeps its inode.
+            // Children described since the listing started (by an event) are newer than it.
             let mut gone = tx.prepare_cached(&format!(
                 "SELECT ino FROM inodes WHERE parent = ?1 AND name NOT IN
                      (SELECT name FROM listing_stage WHERE parent = ?1)
-                     AND NOT ({PROTECTED_SQL})"
+                     AND NOT ({PROTECTED_SQL}) AND seen_at <= ?2"
             ))?;
             let gone: Vec<i64> = gone
-                .query_map([parent as i64], |r| r.get(0))?
+                .query_map(params![parent as i64, started_ms], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for ino in gone {
                 if let Some(rec) = find(&tx, "ino = ?1", [ino])? {
@@ -116,17 +120,23 @@ impl MetaStore {
                 apply_node(&tx, &mut log, &folder, &node, was_listed)?;
             }
             purge_detached(&tx, &mut log)?;
+            // Every child left that is not a local change was just described by the server.
+            tx.prepare_cached(&format!(
+                "UPDATE inodes SET seen_at = ?2 WHERE parent = ?1 AND NOT ({PROTECTED_SQL})"
+            ))?
+            .execute(params![parent as i64, log.now])?;
             tx.execute(
                 "DELETE FROM listing_stage WHERE parent = ?1",
                 [parent as i64],
             )?;
             tx.execute(
                 "UPDATE inodes SET listed_at = ?2 WHERE ino = ?1",
-                params![parent as i64, log.now],
+                params![parent as i64, started_ms],
             )?;
             log.touched.push(parent);
         }
         tx.commit()?;
+        self.refresh_cached(&log.refreshed, log.now);
         self.invalidate(&log.changes, &log.touched, log.paths_rewritten);
         Ok(log.changes)
     }
@@ -144,7 +154,9 @@ impl MetaStore {
         let folder = Self::parent_record(&tx, parent)?;
         let ino = apply_node(&tx, &mut log, &folder, node, folder.listed_at.is_some())?;
         purge_detached(&tx, &mut log)?;
+        log.mark_refreshed_seen(&tx)?;
         tx.commit()?;
+        self.refresh_cached(&log.refreshed, log.now);
         self.invalidate(&log.changes, &log.touched, log.paths_rewritten);
         Ok((ino, log.changes))
     }

@@ -25,6 +25,7 @@ use moka::sync::Cache as MokaCache;
 use rusqlite::{Connection, OptionalExtension, params};
 use schema::{COLUMNS, raw_row, record_from_raw};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -99,9 +100,12 @@ struct Inner {
     conn: Mutex<Connection>,
     by_ino: MokaCache<Ino, Arc<InodeRecord>>,
     by_name: MokaCache<(Ino, String), Ino>,
-    /// Unix milliseconds when this process opened the index: listings older than this were
-    /// made by an earlier session (events may have been missed since).
-    session_started_ms: i64,
+    /// Unix milliseconds since which every description may have missed a server change:
+    /// when this process opened the index (events of the time it was down are lost), moved
+    /// forward by each feed resync. Listings and descriptions older than this are stale, but
+    /// still good to show while they are refreshed (stale-while-revalidate). Kept in memory
+    /// only, so a resync writes nothing.
+    stale_before_ms: AtomicI64,
 }
 
 pub fn now_ms() -> i64 {
@@ -152,7 +156,7 @@ impl MetaStore {
                 conn: Mutex::new(conn),
                 by_ino: MokaCache::new(200_000),
                 by_name: MokaCache::new(200_000),
-                session_started_ms: now_ms(),
+                stale_before_ms: AtomicI64::new(now_ms()),
             }),
         })
     }
@@ -191,15 +195,27 @@ impl MetaStore {
         }))
     }
 
-    /// When this session opened the index (Unix ms); see [`InodeRecord::listed_at`].
-    pub fn session_started_ms(&self) -> i64 {
-        self.inner.session_started_ms
+    /// Listings and node descriptions made before this time (Unix ms) may have missed server
+    /// changes (made by an earlier session, or before a feed resync): they are shown, but
+    /// refreshed first chance.
+    pub fn stale_before_ms(&self) -> i64 {
+        self.inner.stale_before_ms.load(Ordering::Acquire)
     }
 
     /// One inode from the in-memory cache only (never touches SQLite, so it needs no
     /// blocking thread): `None` when it is not cached, whatever the index holds.
     pub fn cached(&self, ino: Ino) -> Option<Arc<InodeRecord>> {
         self.inner.by_ino.get(&ino)
+    }
+
+    /// The child `name` of `parent` from the in-memory caches only (never touches SQLite, so
+    /// it needs no blocking thread): `None` when it is not cached, whatever the index holds.
+    pub fn cached_child(&self, parent: Ino, name: &str) -> Option<Arc<InodeRecord>> {
+        let ino = self.inner.by_name.get(&(parent, name.to_owned()))?;
+        self.inner
+            .by_ino
+            .get(&ino)
+            .filter(|rec| rec.parent == parent && rec.name == name)
     }
 
     /// The child `name` of `parent`.
@@ -246,6 +262,28 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// [`Self::child_inos`] for a readdir: the children's records are read in the same query
+    /// and put in the caches, so the readdir that follows needs no query per child (one scan
+    /// instead of one lookup per entry: the cost of listing a big folder after a restart).
+    pub fn snapshot_children(&self, parent: Ino) -> MetaResult<Vec<Ino>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM inodes WHERE parent = ?1 ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([parent as i64], raw_row)?;
+        let mut out = Vec::new();
+        for raw in rows {
+            let rec = record_from_raw(raw?)?;
+            out.push(rec.ino);
+            // Filled while the connection is held, so a writer cannot slip in between.
+            self.inner
+                .by_name
+                .insert((parent, rec.name.clone()), rec.ino);
+            self.inner.by_ino.insert(rec.ino, Arc::new(rec));
+        }
+        Ok(out)
+    }
+
     /// Number of inodes in the index.
     pub fn count(&self) -> MetaResult<u64> {
         let conn = self.conn();
@@ -264,18 +302,27 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Marks every folder listing and every node description stale (event feed resync).
-    /// Listings of an earlier session keep their time: they are stale to this session
-    /// anyway, and the core may still show them while it re-lists (stale-while-revalidate).
-    pub fn mark_all_stale(&self) -> MetaResult<()> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE inodes SET listed_at = 0 WHERE listed_at >= ?1",
-            [self.inner.session_started_ms],
-        )?;
-        conn.execute("UPDATE inodes SET seen_at = 0", [])?;
-        self.inner.by_ino.invalidate_all();
-        Ok(())
+    /// Marks every folder listing and every node description stale (event feed resync): they
+    /// stay readable (a resync must neither blank nor block listings), and are refreshed on
+    /// their next use. Nothing is written: one boundary in memory moves.
+    pub fn mark_all_stale(&self) {
+        self.inner
+            .stale_before_ms
+            // + 1: a listing that started in this very millisecond may have missed the change.
+            .fetch_max(now_ms() + 1, Ordering::AcqRel);
+    }
+
+    /// Updates `seen_at` of the cached records of nodes the server just described unchanged
+    /// (their rows were refreshed in SQLite without being rewritten), so the cache stays warm.
+    /// Called with the connection held, like every cache fill.
+    fn refresh_cached(&self, refreshed: &[Ino], seen_at: i64) {
+        for ino in refreshed {
+            if let Some(rec) = self.inner.by_ino.get(ino) {
+                let mut fresh = InodeRecord::clone(&rec);
+                fresh.seen_at = seen_at;
+                self.inner.by_ino.insert(*ino, Arc::new(fresh));
+            }
+        }
     }
 
     fn invalidate(&self, changes: &[MetaChange], touched: &[Ino], paths_rewritten: bool) {

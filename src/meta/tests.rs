@@ -33,7 +33,7 @@ fn folder(name: &str, uuid: &str) -> StagedNode {
 fn list(store: &MetaStore, parent: Ino, nodes: &[StagedNode]) -> Vec<MetaChange> {
     store.clear_stage(parent).unwrap();
     store.stage_page(parent, nodes).unwrap();
-    store.commit_listing(parent).unwrap()
+    store.commit_listing(parent, now_ms()).unwrap()
 }
 
 fn root() -> RemotePath {
@@ -167,8 +167,14 @@ fn removal_deletes_subtrees_and_staleness_is_tracked() {
     let f = store.child(d, "f").unwrap().unwrap().ino;
     store.mark_stale(d).unwrap();
     assert_eq!(store.get(d).unwrap().unwrap().listed_at, Some(0));
-    store.mark_all_stale().unwrap();
-    assert_eq!(store.get(ROOT_INO).unwrap().unwrap().listed_at, Some(0));
+    // A resync keeps every listing readable and only moves the staleness boundary past it.
+    let root_listed = store.get(ROOT_INO).unwrap().unwrap().listed_at.unwrap();
+    store.mark_all_stale();
+    assert_eq!(
+        store.get(ROOT_INO).unwrap().unwrap().listed_at,
+        Some(root_listed)
+    );
+    assert!(store.stale_before_ms() > root_listed);
     store.remove(d).unwrap();
     assert!(store.get(d).unwrap().is_none());
     assert!(store.get(f).unwrap().is_none());
@@ -210,8 +216,75 @@ fn a_big_listing_streams_in_pages() {
     }
     // Staged pages are invisible until the commit.
     assert!(store.child_inos(ROOT_INO).unwrap().is_empty());
-    store.commit_listing(ROOT_INO).unwrap();
+    store.commit_listing(ROOT_INO, now_ms()).unwrap();
     let inos = store.child_inos(ROOT_INO).unwrap();
     assert_eq!(inos.len(), 10_000);
     assert_eq!(store.get(inos[0]).unwrap().unwrap().name, "f000000");
+    // A readdir snapshot is the same list, and leaves every record cached.
+    assert_eq!(store.snapshot_children(ROOT_INO).unwrap(), inos);
+    assert_eq!(store.cached(inos[9_999]).unwrap().name, "f009999");
+    assert_eq!(
+        store.cached_child(ROOT_INO, "f000001").unwrap().ino,
+        inos[1]
+    );
+}
+
+#[test]
+fn a_listing_keeps_what_the_server_described_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    list(&store, ROOT_INO, &[file("a", "ua", "h1")]);
+    // A listing starts; while its pages come in, an event adds `b` and changes `a`.
+    let mut started = now_ms();
+    while started <= store.get(ROOT_INO).unwrap().unwrap().listed_at.unwrap() {
+        started = now_ms();
+    }
+    store.clear_stage(ROOT_INO).unwrap();
+    store
+        .stage_page(ROOT_INO, &[file("a", "ua", "h1")])
+        .unwrap();
+    while now_ms() <= started {
+        std::thread::yield_now();
+    }
+    store.upsert_child(ROOT_INO, &file("b", "ub", "h")).unwrap();
+    store
+        .upsert_child(ROOT_INO, &file("a", "ua", "h2"))
+        .unwrap();
+    store.commit_listing(ROOT_INO, started).unwrap();
+    assert!(
+        store.child(ROOT_INO, "b").unwrap().is_some(),
+        "the new child survives"
+    );
+    let a = store.child(ROOT_INO, "a").unwrap().unwrap();
+    assert_eq!(
+        a.version.as_ref().unwrap().value,
+        "h2",
+        "the newer description wins"
+    );
+    // The folder counts as listed when the listing started, not when it committed.
+    assert_eq!(
+        store.get(ROOT_INO).unwrap().unwrap().listed_at,
+        Some(started)
+    );
+}
+
+#[test]
+fn an_unchanged_relisting_keeps_cached_records_and_refreshes_seen_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    list(&store, ROOT_INO, &[file("a", "ua", "h1")]);
+    let before = store.child(ROOT_INO, "a").unwrap().unwrap();
+    while now_ms() <= before.seen_at {
+        std::thread::yield_now();
+    }
+    assert!(list(&store, ROOT_INO, &[file("a", "ua", "h1")]).is_empty());
+    let cached = store.cached(before.ino).expect("still cached");
+    assert!(cached.seen_at > before.seen_at);
+    // The same in SQLite: a fresh store reads the row from disk.
+    drop(store);
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    assert_eq!(
+        store.get(before.ino).unwrap().unwrap().seen_at,
+        cached.seen_at
+    );
 }

@@ -1,5 +1,6 @@
-//! Listings from an earlier session: served at once by opendir while a background re-list
-//! refreshes them (stale-while-revalidate); lookups still see names created since.
+//! Listings from an earlier session or from before a feed resync: served at once by opendir
+//! and lookup while a background re-list refreshes them (stale-while-revalidate); lookups
+//! still see names created since.
 
 use super::testing::Failure;
 use super::*;
@@ -93,7 +94,6 @@ async fn a_resync_does_not_make_an_earlier_listing_block() {
         .unwrap();
     h.remote.set_failure(Some(Failure::Server));
     assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
-    // A listing of this session, once marked stale by a resync, is listed again before use.
     h.remote.set_failure(None);
     h.fs.wait_fetches_idle().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -101,9 +101,52 @@ async fn a_resync_does_not_make_an_earlier_listing_block() {
         assert!(Instant::now() < deadline, "the listing was never refreshed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A listing of this session is served too after a resync, and refreshed behind it.
     h.remote.remove("ws/docs/kept.txt");
     h.fs.apply_feed_item(crate::client::FeedItem::Resync)
         .await
         .unwrap();
-    assert_eq!(names(&h, docs).await.unwrap(), ["new.txt"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&h, docs).await.unwrap() != ["new.txt"] {
+        assert!(Instant::now() < deadline, "the listing was never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lookup_in_an_earlier_listing_answers_at_once_then_sees_the_refresh() {
+    let (h, docs) = restarted_after_changes().await;
+    // The server fails every listing: known names still resolve, from the index.
+    h.remote.set_failure(Some(Failure::Server));
+    assert!(h.lookup_path("docs/old.txt").await.is_ok());
+    h.fs.wait_fetches_idle().await;
+    h.remote.set_failure(None);
+    // The next access refreshes the folder; the removed name goes, and the kernel is told.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.lookup_path("docs/old.txt").await.is_ok() {
+        assert!(Instant::now() < deadline, "the listing was never refreshed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until("invalidation of the removed name", || {
+        h.inv
+            .entries
+            .lock()
+            .unwrap()
+            .contains(&(docs, "old.txt".to_owned()))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_resync_lookups_answer_from_the_index_while_it_is_refreshed() {
+    let h = Harness::new(tree());
+    let docs = h.lookup_path("docs").await.unwrap().attr.ino;
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
+    h.fs.apply_feed_item(crate::client::FeedItem::Resync)
+        .await
+        .unwrap();
+    h.remote.set_failure(Some(Failure::Server));
+    // Neither a lookup nor a listing waits on (or fails with) the server after a resync.
+    assert!(h.lookup_path("docs/kept.txt").await.is_ok());
+    assert_eq!(names(&h, docs).await.unwrap(), ["kept.txt", "old.txt"]);
 }
