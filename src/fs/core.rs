@@ -186,13 +186,23 @@ impl<R: Remote> CellsFs<R> {
             .map_err(from_meta_error)
     }
 
+    /// Runs a point read of the index (one row by key) right here. Such a read takes a few
+    /// microseconds on the WAL database, less than handing it to a blocking thread and back,
+    /// which every lookup, getattr and create would otherwise pay (and pay dearly on a busy
+    /// machine). Anything that writes or scans goes through [`Self::meta`].
+    pub(super) fn meta_point_read<T>(
+        &self,
+        f: impl FnOnce(&MetaStore) -> MetaResult<T>,
+    ) -> FsResult<T> {
+        f(&self.meta).map_err(from_meta_error)
+    }
+
     pub(super) async fn record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
         // Hot path (getattr, readdir, xattrs): a cached record needs no blocking thread.
         if let Some(hit) = self.meta.cached(ino) {
             return Ok(hit);
         }
-        self.meta(move |m| m.get(ino))
-            .await?
+        self.meta_point_read(|m| m.get(ino))?
             .ok_or(FsError::NotFound)
     }
 

@@ -146,10 +146,7 @@ impl<R: Remote> CellsFs<R> {
         let cached = self.meta.cached_child(parent, name);
         let found = match cached {
             Some(rec) => Some(rec),
-            None => {
-                let owned = name.to_owned();
-                self.meta(move |m| m.child(parent, &owned)).await?
-            }
+            None => self.meta_point_read(|m| m.child(parent, name))?,
         };
         if let Some(rec) = found {
             // From a stale listing, a name is shown at once; the refresh under way

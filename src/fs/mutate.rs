@@ -78,8 +78,7 @@ impl<R: Remote> CellsFs<R> {
     }
 
     async fn child_of(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
-        let owned = name.to_owned();
-        self.meta(move |m| m.child(parent, &owned)).await
+        self.meta_point_read(|m| m.child(parent, name))
     }
 
     /// The index row of a new local file or folder `name` in `dir` (desktop junk stays local).

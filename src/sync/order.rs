@@ -64,13 +64,23 @@ pub fn scan<'a>(
 ) -> Scan {
     let mut seen = Seen::default();
     let mut out = Scan::default();
+    if limit == 0 {
+        // Nothing could start: the caller looks again when a running operation ends. (A
+        // scan per journal change while all workers are busy made a burst of N saves cost
+        // N^2 path lookups.)
+        return out;
+    }
     for op in ops {
         let paths = op.kind.paths();
         let blocked = paths.iter().any(|p| seen.conflicts(p));
         if !blocked && !in_flight.contains(&op.seq) {
             if op.not_before_ms <= now_ms {
-                if out.ready.len() < limit {
-                    out.ready.push(op.seq);
+                out.ready.push(op.seq);
+                if out.ready.len() == limit {
+                    // Full: the wake-up time of later ones does not matter until one of
+                    // these ends, which wakes the caller anyway.
+                    out.next_wake_ms = None;
+                    return out;
                 }
             } else {
                 out.next_wake_ms = Some(
