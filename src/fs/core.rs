@@ -66,6 +66,8 @@ pub struct CellsFs<R: Remote> {
     pub(super) writes: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
     /// Offline pins: roots, worker wake-ups and progress.
     pub(super) pins: super::pin::PinState,
+    /// Paths of operations the uploader finished lately, with when (see `hooks::sweep`).
+    pub(super) recently_settled: Mutex<Vec<(String, std::time::Instant)>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +114,7 @@ impl<R: Remote> CellsFs<R> {
             listings: Mutex::default(),
             relist: Mutex::default(),
             feed_live: AtomicBool::new(false),
+            recently_settled: Mutex::default(),
             weak_self: weak.clone(),
             write_setup: OnceLock::new(),
             writes: Mutex::default(),

@@ -15,6 +15,12 @@ use std::time::Duration;
 /// How often the overlay is checked against the journal besides the uploader's reports.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// How long the tombstone of a path outlives the operation that settled it. The server's
+/// events for that operation arrive a little later over the feed; an event applied after the
+/// tombstone was lifted would bring the name back: an upload's "created" event arriving after
+/// the rename that followed it showed `index.lock` again and broke git.
+const SETTLED_GRACE: Duration = Duration::from_secs(3);
+
 /// One report's work on the index.
 type Report = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -38,7 +44,7 @@ impl<R: Remote> CellsFs<R> {
                 tick.tick().await;
                 let Some(fs) = sweeper.upgrade() else { return };
                 if fs.write_setup.get().is_some() {
-                    let snapshot = fs.pending_snapshot(None);
+                    let snapshot = fs.pending_snapshot(None, false);
                     fs.sweep(snapshot).await;
                 }
             }
@@ -55,8 +61,13 @@ impl<R: Remote> CellsFs<R> {
     /// Paths with queued operations, and when the snapshot was taken. `finishing` is the
     /// path of an operation being reported right now: the first queued operation on it is the
     /// one that just completed (it leaves the journal only after the report), so it is left
-    /// out. Must be taken synchronously inside the report.
-    fn pending_snapshot(&self, finishing: Option<&RemotePath>) -> (HashSet<String>, i64) {
+    /// out. With `grace`, that operation's paths stay counted as pending for `SETTLED_GRACE`.
+    /// Must be taken synchronously inside the report.
+    fn pending_snapshot(
+        &self,
+        finishing: Option<&RemotePath>,
+        grace: bool,
+    ) -> (HashSet<String>, i64) {
         let since = now_ms();
         let mut pending = HashSet::new();
         let Some(setup) = self.write_setup.get() else {
@@ -67,6 +78,11 @@ impl<R: Remote> CellsFs<R> {
             let paths = op.kind.paths();
             if !skipped && finishing.is_some_and(|f| paths.contains(&f)) {
                 skipped = true;
+                if grace {
+                    let now = std::time::Instant::now();
+                    lock(&self.recently_settled)
+                        .extend(paths.iter().map(|p| (p.as_str().to_owned(), now)));
+                }
                 continue;
             }
             pending.extend(paths.into_iter().map(|p| p.as_str().to_owned()));
@@ -77,6 +93,11 @@ impl<R: Remote> CellsFs<R> {
     /// Lifts the overlay of paths without queued operations (nor open files).
     pub(super) async fn sweep(&self, snapshot: (HashSet<String>, i64)) {
         let (mut pending, since) = snapshot;
+        let recent: HashSet<String> = {
+            let mut settled = lock(&self.recently_settled);
+            settled.retain(|(_, at)| at.elapsed() < SETTLED_GRACE);
+            settled.iter().map(|(p, _)| p.clone()).collect()
+        };
         let open: Vec<u64> = lock(&self.writes).keys().copied().collect();
         for ino in open {
             if let Ok(rec) = self.record(ino).await {
@@ -84,7 +105,9 @@ impl<R: Remote> CellsFs<R> {
             }
         }
         let res = self
-            .meta(move |m| m.clear_settled(&|p| pending.contains(p), since))
+            .meta(move |m| {
+                m.clear_settled(&|p| pending.contains(p), &|p| recent.contains(p), since)
+            })
             .await;
         if let Err(e) = res {
             tracing::warn!("could not update the local sync state: {e}");
@@ -168,12 +191,13 @@ impl<R: Remote> CoreHooks<R> {
     fn run<F>(
         &self,
         finishing: Option<&RemotePath>,
+        grace: bool,
         f: impl FnOnce(Arc<CellsFs<R>>, (HashSet<String>, i64)) -> F + Send + 'static,
     ) where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let Some(fs) = self.fs.upgrade() else { return };
-        let snap = fs.pending_snapshot(finishing);
+        let snap = fs.pending_snapshot(finishing, grace);
         if self.reports.send(Box::pin(f(fs, snap))).is_err() {
             tracing::debug!("the core is shutting down: an upload report was dropped");
         }
@@ -183,28 +207,29 @@ impl<R: Remote> CoreHooks<R> {
 impl<R: Remote> SyncHooks for CoreHooks<R> {
     fn uploaded(&self, path: &RemotePath, node: Option<&Node>) {
         let (p, node) = (path.clone(), node.cloned());
-        self.run(Some(path), move |fs, snap| async move {
+        self.run(Some(path), true, move |fs, snap| async move {
             fs.on_uploaded(snap, p, node).await
         });
     }
 
     fn conflict(&self, original: &RemotePath, saved_as: &RemotePath) {
         let (p, s) = (original.clone(), saved_as.clone());
-        self.run(Some(original), move |fs, snap| async move {
+        // No grace: the conflict's paths are recorded with their mark right now.
+        self.run(Some(original), false, move |fs, snap| async move {
             fs.on_conflict(snap, p, Some(s)).await
         });
     }
 
     fn kept_remote(&self, path: &RemotePath) {
         let p = path.clone();
-        self.run(Some(path), move |fs, snap| async move {
+        self.run(Some(path), false, move |fs, snap| async move {
             fs.on_conflict(snap, p, None).await
         });
     }
 
     fn error(&self, path: &RemotePath, reason: &str) {
         let (p, reason) = (path.clone(), reason.to_owned());
-        self.run(None, move |fs, _| async move {
+        self.run(None, false, move |fs, _| async move {
             fs.on_state(p, LocalState::Error, Some(reason)).await
         });
     }

@@ -48,6 +48,7 @@ impl<R: Remote> CellsFs<R> {
         if recovered > 0 {
             tracing::warn!("{recovered} unsaved edit(s) recovered after a crash");
         }
+        self.reconcile_with_journal(&journal)?;
         let setup = WriteSetup {
             journal,
             open_dir,

@@ -286,9 +286,11 @@ impl MetaStore {
     /// tombstones are dropped, pending and error rows show the server's view again.
     /// `pending(path)` says whether an operation on `path` is still queued; rows changed
     /// locally at or after `since_ms` (when the caller took its snapshot) are left alone.
+    /// Tombstones are kept while `keep_stone(path)` says so (besides `pending`).
     pub fn clear_settled(
         &self,
         pending: &dyn Fn(&str) -> bool,
+        keep_stone: &dyn Fn(&str) -> bool,
         since_ms: i64,
     ) -> MetaResult<Vec<Ino>> {
         let mut conn = self.conn();
@@ -299,7 +301,7 @@ impl MetaStore {
             .collect::<Result<_, _>>()?;
         let mut folders = Vec::new();
         for (parent, name, path) in stones {
-            if !pending(&path) {
+            if !pending(&path) && !keep_stone(&path) {
                 tx.execute(
                     "DELETE FROM tombstones WHERE parent = ?1 AND name = ?2",
                     params![parent, name],

@@ -12,7 +12,7 @@ use super::op::{Op, OpKind, OpState};
 use super::{QueueStats, SyncError, order, schema, staging};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
-use cells_cache::{Cache, FileDigest};
+use cells_cache::{Cache, FileDigest, FileDigester};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -260,6 +260,79 @@ impl Journal {
 
     pub fn checked_after_restart(&self, seq: i64) {
         self.lock().from_earlier_run.remove(&seq);
+    }
+
+    /// The latest pending version of every path with an upload waiting: (path, size, Cells
+    /// hash). Crash recovery puts them back in the index: a kill between journaling a save
+    /// and recording it there must not leave the older version showing (an edit of it would
+    /// then start from the wrong bytes).
+    pub fn pending_versions(&self) -> Vec<(RemotePath, u64, String)> {
+        let mut latest: BTreeMap<RemotePath, (u64, String)> = BTreeMap::new();
+        for op in self.lock().ops.values() {
+            if let OpKind::Upload {
+                path,
+                size,
+                cells_hash,
+                ..
+            } = &op.kind
+            {
+                latest.insert(path.clone(), (*size, cells_hash.clone()));
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(path, (size, hash))| (path, size, hash))
+            .collect()
+    }
+
+    /// Puts the staged copy of every pending upload back in the cache where it is missing (a
+    /// kill between journaling a save and the cache taking it): reads of a file waiting for
+    /// upload are served from there. Returns how many were restored.
+    pub fn restore_cached_versions(&self) -> usize {
+        let Some(cache) = &self.cache else { return 0 };
+        let uploads: Vec<(String, String)> = self
+            .lock()
+            .ops
+            .values()
+            .filter_map(|op| match &op.kind {
+                OpKind::Upload {
+                    staging,
+                    cells_hash,
+                    ..
+                } => Some((staging.clone(), cells_hash.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut restored = 0;
+        for (staging, hash) in uploads {
+            let key = format!("c{hash}");
+            if matches!(cache.state(&key), Ok(cells_cache::EntryState::Complete)) {
+                continue;
+            }
+            // A copy: the staged file itself must stay where the uploader reads it.
+            let copy = self.staging_dir.join(format!("{staging}.restore"));
+            let done = std::fs::copy(self.staging_dir.join(&staging), &copy)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    FileDigester::of_file(&copy, cache.chunk_size()).map_err(|e| e.to_string())
+                })
+                .and_then(|digest| {
+                    if digest.cells_hash != hash {
+                        return Err("the staged copy does not match its hash".into());
+                    }
+                    cache
+                        .insert_saved(&copy, &digest)
+                        .map_err(|e| e.to_string())
+                });
+            match done {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy);
+                    tracing::warn!("could not put a pending version back in the cache: {e}");
+                }
+            }
+        }
+        restored
     }
 
     /// The chunk size digests are cut at: the cache's, so they can serve as its checksums.
