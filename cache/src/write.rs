@@ -132,7 +132,7 @@ impl Inner {
                 .get(from..to)
                 .ok_or_else(|| CacheError::Corrupt("chunk arithmetic out of range".into()))?;
             fsio::write_all_at(&file, chunk, r.start)?;
-            written.push((idx, chunk_sum(chunk)));
+            written.push((idx, entry.sums.sum(chunk)));
         }
         // No fsync: these are clean, fetched bytes. If a crash loses them while their rows
         // survive, the chunks fail their checksum on first read in the next process and are
