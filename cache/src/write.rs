@@ -98,6 +98,20 @@ impl Inner {
         offset: u64,
         data: &[u8],
     ) -> Result<(), CacheError> {
+        if let Some(entry) = self.store_range(key, offset, data)? {
+            self.check_whole(&entry)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the whole chunks of `data`; returns the entry when this write completed a `c`/`m`
+    /// entry whose whole content is still to be checked against its key (`check_whole`).
+    pub fn store_range(
+        self: &Arc<Self>,
+        key: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<Arc<Entry>>, CacheError> {
         let entry = self
             .get(key)
             .ok_or_else(|| CacheError::UnknownEntry(key.to_owned()))?;
@@ -116,7 +130,7 @@ impl Inner {
                 .collect()
         };
         if todo.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let bytes = todo.iter().map(|&i| layout.len(i)).sum();
         let reservation = self.reserve(bytes, true, Some(key))?;
@@ -158,15 +172,28 @@ impl Inner {
             added
         };
         reservation.settle(added);
-        if entry.is_complete()
+        let unchecked = entry.is_complete()
             && entry.kind != KeyKind::Opaque
-            && self.verify_whole(&entry, false)? == Check::EntryDropped
+            && !lock(&entry.chunks).whole_verified;
+        Ok(unchecked.then_some(entry))
+    }
+
+    /// Checks a complete `c`/`m` entry against its key unless already done; `Corrupt` when it
+    /// did not match (the entry was dropped).
+    pub fn check_whole(&self, entry: &Arc<Entry>) -> Result<(), CacheError> {
+        if entry.kind == KeyKind::Opaque
+            || !entry.is_complete()
+            || lock(&entry.chunks).whole_verified
         {
-            return Err(CacheError::Corrupt(format!(
-                "{key}: content does not match the key"
-            )));
+            return Ok(());
         }
-        Ok(())
+        match self.verify_whole(entry, false)? {
+            Check::EntryDropped => Err(CacheError::Corrupt(format!(
+                "{}: content does not match the key",
+                entry.key
+            ))),
+            Check::Good | Check::ChunksDropped => Ok(()),
+        }
     }
 
     pub fn insert_file(&self, key: &str, src: &Path, dirty: bool) -> Result<(), CacheError> {
