@@ -144,13 +144,12 @@ impl ContentStore {
             }
             match cache.read(&key, offset, want) {
                 Ok(Some(b)) if b.len() == want => Ok(Ok(Bytes::from(b))),
-                // Dropped as corrupt, evicted or cut short since: whatever is missing now.
+                // Dropped as corrupt, evicted or cut short since: what is missing now (the
+                // caller reads or fetches chunk by chunk whatever this does not cover).
                 Ok(_) | Err(CacheError::UnknownEntry(_)) | Err(CacheError::Corrupt(_)) => {
-                    match cache.missing_ranges(&key, offset, len) {
-                        Ok(m) => Ok(Err(m)),
-                        Err(CacheError::UnknownEntry(_)) => Ok(Err(vec![offset..offset + len])),
-                        Err(e) => Err(e),
-                    }
+                    Ok(Err(cache
+                        .missing_ranges(&key, offset, len)
+                        .unwrap_or_default()))
                 }
                 Err(e) => Err(e),
             }
