@@ -113,9 +113,23 @@ impl ContentStore {
 
     /// The whole-content check of a complete entry (see [`Stored::Completed`]): content that
     /// does not match its key is dropped, and later reads fetch it again.
+    /// It runs on a thread of its own at the lowest CPU priority: it hashes the whole file and
+    /// must not slow the reads still going on (on a small machine, a cold read's last part
+    /// competed with it). Its own thread, because a thread cannot always raise its priority
+    /// back, and a pooled one would stay slow for the reads it serves next.
     pub async fn check_content(&self, key: &str) -> FsResult<()> {
         let (cache, key) = (self.cache.clone(), key.to_owned());
-        blocking(move || cache.check_content(&key)).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("cache-check".into())
+            .spawn(move || {
+                lower_thread_priority();
+                let _ = tx.send(cache.check_content(&key));
+            })
+            .map_err(|e| FsError::Io(format!("cannot start a cache check: {e}")))?;
+        rx.await
+            .map_err(|_| FsError::Io("cache check ended early".into()))?
+            .map_err(from_cache_error)
     }
 
     /// One blocking step for a read: the cached bytes of `[offset, offset+len)` when every
@@ -171,5 +185,17 @@ impl ContentStore {
     pub async fn usage(&self) -> FsResult<Usage> {
         let cache = self.cache.clone();
         blocking(move || Ok(cache.usage())).await
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (Linux, where a thread has its own nice
+/// value; elsewhere nothing). For threads that end after their one background job.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain syscall on the calling thread's id; no memory is passed. Failure leaves
+    // the priority as it was, which is only slower for others.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
