@@ -1,6 +1,7 @@
 //! One cached content in memory: its layout, accounting, and the chunk presence / verified
 //! bitmaps that let a hot read skip both the index and rehashing.
 
+use crate::hash::SumKind;
 use crate::key::KeyKind;
 use crate::layout::Layout;
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub struct Entry {
     pub key: String,
     pub kind: KeyKind,
     pub layout: Layout,
+    /// How this entry's chunk checksums are computed (fixed for its lifetime).
+    pub sums: SumKind,
     pub path: PathBuf,
     /// Bytes of present chunks; changed only under `chunks`' lock.
     pub stored: AtomicU64,
@@ -63,6 +66,7 @@ impl Entry {
             key: init.key,
             kind: init.kind,
             layout: init.layout,
+            sums: SumKind::CURRENT,
             path: init.path,
             stored: AtomicU64::new(init.stored),
             dirty: AtomicBool::new(init.dirty),
@@ -76,6 +80,12 @@ impl Entry {
             }),
             file: OnceLock::new(),
         }
+    }
+
+    /// The same entry with checksums of `kind` (entries loaded from the index).
+    pub fn with_sums(mut self, kind: SumKind) -> Self {
+        self.sums = kind;
+        self
     }
 
     pub fn is_complete(&self) -> bool {

@@ -84,10 +84,47 @@ impl ContentHasher {
     }
 }
 
-/// Per-chunk checksum stored in the index: MD5 (the crate is already needed for keys; the disk,
-/// not MD5, is the bottleneck at these chunk sizes).
+/// How an entry's per-chunk checksums were computed; persisted per entry (`entries.sum_kind`),
+/// so entries written by an older version stay readable.
+///
+/// The chunk checksum only guards against local damage (bit rot, torn or lost writes): the
+/// server's bytes are checked against the content key by the whole-content hash. A fast
+/// non-cryptographic 128-bit hash is enough for that, and MD5 over every fetched chunk cost
+/// most of a cold read's CPU on small machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumKind {
+    /// MD5 (index version 1).
+    Md5,
+    /// XXH3-128 (index version 2 on).
+    Xxh3,
+}
+
+impl SumKind {
+    /// The kind new entries use.
+    pub const CURRENT: SumKind = SumKind::Xxh3;
+
+    /// The kind of the value stored in the index (`entries.sum_kind`: 0 MD5, 1 XXH3, the
+    /// column's default); `None` for a value this version does not know.
+    pub fn from_sql(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Md5),
+            1 => Some(Self::Xxh3),
+            _ => None,
+        }
+    }
+
+    /// The checksum of one chunk.
+    pub fn sum(self, data: &[u8]) -> [u8; 16] {
+        match self {
+            Self::Md5 => Md5::digest(data).into(),
+            Self::Xxh3 => xxhash_rust::xxh3::xxh3_128(data).to_le_bytes(),
+        }
+    }
+}
+
+/// Checksum of a chunk of a new entry.
 pub fn chunk_sum(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
+    SumKind::CURRENT.sum(data)
 }
 
 /// The streaming form of [`chunk_sum`] (for [`crate::FileDigester`]); the two must agree, which
@@ -128,5 +165,18 @@ mod tests {
         h.update(b"b");
         assert!(!h.matches_key("m0cc175b9c0f1b6a831c399e269772661"));
         assert!(ContentHasher::for_kind(KeyKind::Opaque).is_none());
+    }
+
+    #[test]
+    fn sum_kinds_round_trip_and_differ() {
+        assert_eq!(SumKind::from_sql(0), Some(SumKind::Md5));
+        assert_eq!(SumKind::from_sql(1), Some(SumKind::CURRENT));
+        assert_eq!(SumKind::from_sql(7), None);
+        assert_eq!(
+            hex::encode(SumKind::Md5.sum(b"a")),
+            "0cc175b9c0f1b6a831c399e269772661"
+        );
+        assert_ne!(SumKind::Md5.sum(b"a"), SumKind::Xxh3.sum(b"a"));
+        assert_ne!(SumKind::Xxh3.sum(b"a"), SumKind::Xxh3.sum(b"b"));
     }
 }

@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS entries(
     chunk_size INTEGER NOT NULL,
     dirty INTEGER NOT NULL DEFAULT 0,
     whole_verified INTEGER NOT NULL DEFAULT 0,
-    last_access INTEGER NOT NULL DEFAULT 0
+    last_access INTEGER NOT NULL DEFAULT 0,
+    sum_kind INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS chunks(
     entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
@@ -26,7 +27,17 @@ CREATE TABLE IF NOT EXISTS pins(
     key TEXT PRIMARY KEY,
     count INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+";
+
+/// Version 1 to 2: chunk checksums became XXH3-128 (`SumKind`); entries of version 1 keep
+/// their MD5 sums, marked as such. New rows get the column's default, the current kind.
+const MIGRATE_1_TO_2: &str = "
+BEGIN;
+ALTER TABLE entries ADD COLUMN sum_kind INTEGER NOT NULL DEFAULT 1;
+UPDATE entries SET sum_kind = 0;
+PRAGMA user_version = 2;
+COMMIT;
 ";
 
 /// One `entries` row plus the bytes its present chunks hold.
@@ -39,6 +50,8 @@ pub struct EntryRow {
     pub whole_verified: bool,
     pub last_access: u64,
     pub stored: u64,
+    /// `SumKind` of its chunk checksums, as stored.
+    pub sum_kind: i64,
 }
 
 /// SQLite stores signed 64-bit integers; every size we store is far below `i64::MAX`.
@@ -59,6 +72,10 @@ pub fn open(path: &Path) -> Result<Connection, CacheError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 1 {
+        conn.execute_batch(MIGRATE_1_TO_2)?;
+    }
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -66,7 +83,7 @@ pub fn open(path: &Path) -> Result<Connection, CacheError> {
 pub fn load_entries(conn: &Connection) -> Result<Vec<EntryRow>, CacheError> {
     let mut stmt = conn.prepare(
         "SELECT e.id, e.key, e.size, e.chunk_size, e.dirty, e.whole_verified, e.last_access,
-           COALESCE((SELECT SUM(MIN(e.chunk_size, e.size - c.idx * e.chunk_size))
+           e.sum_kind, COALESCE((SELECT SUM(MIN(e.chunk_size, e.size - c.idx * e.chunk_size))
                      FROM chunks c WHERE c.entry_id = e.id AND c.idx * e.chunk_size < e.size), 0)
          FROM entries e",
     )?;
@@ -79,7 +96,8 @@ pub fn load_entries(conn: &Connection) -> Result<Vec<EntryRow>, CacheError> {
             dirty: r.get(4)?,
             whole_verified: r.get(5)?,
             last_access: from_sql(r.get(6)?),
-            stored: from_sql(r.get(7)?),
+            sum_kind: r.get(7)?,
+            stored: from_sql(r.get(8)?),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

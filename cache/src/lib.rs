@@ -158,6 +158,31 @@ impl Cache {
         self.inner.write_range(key, offset, data)
     }
 
+    /// `write_range` without the whole-content check of a `c`/`m` entry this write completes:
+    /// returns true when that check is due (`check_content`), so that a caller can hand the
+    /// bytes on first and hash the whole content off its readers' path. Until then, reads
+    /// serve the entry's chunks as they would a partial entry's; `complete_path` checks first.
+    pub fn write_range_deferred(
+        &self,
+        key: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<bool, CacheError> {
+        check(key)?;
+        Ok(self.inner.store_range(key, offset, data)?.is_some())
+    }
+
+    /// Checks a complete `c`/`m` entry against its key if not done yet. `Corrupt` when the
+    /// content does not match (the entry was dropped); absent, partial, opaque or already
+    /// checked entries: nothing to do.
+    pub fn check_content(&self, key: &str) -> Result<(), CacheError> {
+        check(key)?;
+        match self.inner.get(key) {
+            Some(entry) => self.inner.check_whole(&entry),
+            None => Ok(()),
+        }
+    }
+
     /// Move a complete local file in as the content of `key`. `src` is consumed (renamed, or
     /// copied then deleted when on another file system) on success and left untouched on
     /// error. `c`/`m` keys are checked against the content first (`Corrupt`). `dirty = true`

@@ -4,6 +4,7 @@
 
 use crate::entry::{Entry, EntryInit, lock};
 use crate::error::CacheError;
+use crate::hash::SumKind;
 use crate::key::{key_kind, object_name, validate_key};
 use crate::layout::Layout;
 use crate::{CacheConfig, fsio, index};
@@ -99,6 +100,12 @@ impl Inner {
                 index::delete_entry(&db, row.id)?;
                 continue;
             }
+            let Some(sums) = SumKind::from_sql(row.sum_kind) else {
+                // Written by a newer version: its checksums cannot be checked here.
+                tracing::warn!(key = %row.key, "unknown chunk checksum kind; dropping cache entry");
+                index::delete_entry(&db, row.id)?;
+                continue;
+            };
             used += row.stored;
             max_tick = max_tick.max(row.last_access);
             let entry = Entry::new(EntryInit {
@@ -111,7 +118,8 @@ impl Inner {
                 whole_verified: row.whole_verified,
                 last_access: row.last_access,
                 key: row.key.clone(),
-            });
+            })
+            .with_sums(sums);
             map.insert(row.key, Arc::new(entry));
         }
         let pins = index::load_pins(&db)?;

@@ -111,6 +111,20 @@ impl Inner {
         offset: u64,
         data: &[u8],
     ) -> Result<(), CacheError> {
+        if let Some(entry) = self.store_range(key, offset, data)? {
+            self.check_whole(&entry)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the whole chunks of `data`; returns the entry when this write completed a `c`/`m`
+    /// entry whose whole content is still to be checked against its key (`check_whole`).
+    pub fn store_range(
+        self: &Arc<Self>,
+        key: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<Arc<Entry>>, CacheError> {
         let entry = self
             .get(key)
             .ok_or_else(|| CacheError::UnknownEntry(key.to_owned()))?;
@@ -129,7 +143,7 @@ impl Inner {
                 .collect()
         };
         if todo.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let bytes = todo.iter().map(|&i| layout.len(i)).sum();
         let reservation = self.reserve(bytes, true, Some(key))?;
@@ -145,7 +159,7 @@ impl Inner {
                 .get(from..to)
                 .ok_or_else(|| CacheError::Corrupt("chunk arithmetic out of range".into()))?;
             fsio::write_all_at(&file, chunk, r.start)?;
-            written.push((idx, chunk_sum(chunk)));
+            written.push((idx, entry.sums.sum(chunk)));
         }
         // No fsync: these are clean, fetched bytes. If a crash loses them while their rows
         // survive, the chunks fail their checksum on first read in the next process and are
@@ -171,15 +185,28 @@ impl Inner {
             added
         };
         reservation.settle(added);
-        if entry.is_complete()
+        let unchecked = entry.is_complete()
             && entry.kind != KeyKind::Opaque
-            && self.verify_whole(&entry, false)? == Check::EntryDropped
+            && !lock(&entry.chunks).whole_verified;
+        Ok(unchecked.then_some(entry))
+    }
+
+    /// Checks a complete `c`/`m` entry against its key unless already done; `Corrupt` when it
+    /// did not match (the entry was dropped).
+    pub fn check_whole(&self, entry: &Arc<Entry>) -> Result<(), CacheError> {
+        if entry.kind == KeyKind::Opaque
+            || !entry.is_complete()
+            || lock(&entry.chunks).whole_verified
         {
-            return Err(CacheError::Corrupt(format!(
-                "{key}: content does not match the key"
-            )));
+            return Ok(());
         }
-        Ok(())
+        match self.verify_whole(entry, false)? {
+            Check::EntryDropped => Err(CacheError::Corrupt(format!(
+                "{}: content does not match the key",
+                entry.key
+            ))),
+            Check::Good | Check::ChunksDropped => Ok(()),
+        }
     }
 
     pub fn insert_file(

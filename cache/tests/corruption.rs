@@ -211,3 +211,37 @@ fn fetched_ranges_lost_in_a_crash_are_refetched_not_served() {
     cache.write_range("elost", 0, &data).unwrap();
     assert_eq!(cache.read("elost", 0, data.len()).unwrap().unwrap(), data);
 }
+
+#[test]
+fn a_deferred_whole_check_runs_when_asked_and_drops_content_that_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), 1 << 30);
+    let data = content(2 * CHUNK as usize + 3, 15);
+    let key = c_key(&data);
+    cache.ensure_entry(&key, data.len() as u64).unwrap();
+    assert!(
+        !cache
+            .write_range_deferred(&key, 0, &data[..CHUNK as usize])
+            .unwrap()
+    );
+    // The completing write reports the check as due instead of making it.
+    assert!(cache.write_range_deferred(&key, 0, &data).unwrap());
+    assert_eq!(cache.read(&key, 0, data.len()).unwrap().unwrap(), data);
+    cache.check_content(&key).unwrap();
+    assert!(cache.complete_path(&key).unwrap().is_some());
+
+    // Other bytes than the key promises: the check drops the entry.
+    let other = content(data.len(), 16);
+    let key = c_key(&other);
+    cache.ensure_entry(&key, data.len() as u64).unwrap();
+    assert!(cache.write_range_deferred(&key, 0, &data).unwrap());
+    assert!(matches!(
+        cache.check_content(&key),
+        Err(CacheError::Corrupt(_))
+    ));
+    assert_eq!(cache.state(&key).unwrap(), EntryState::Absent);
+    // Absent, opaque and already checked entries: nothing to do.
+    cache.check_content(&key).unwrap();
+    store_all(&cache, "eopaque-2", &data);
+    cache.check_content("eopaque-2").unwrap();
+}

@@ -14,6 +14,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
     Yes,
+    /// Kept, and the entry is now complete: its whole content is still to be checked against
+    /// the key (`check_content`), which the caller may do after handing the bytes on.
+    Completed,
     /// The cache is full of pinned, open or dirty data; the bytes are served but not kept.
     Refused,
 }
@@ -87,7 +90,7 @@ impl ContentStore {
     pub async fn write(&self, key: &str, size: u64, offset: u64, data: Bytes) -> Stored {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         let res = blocking(move || {
-            let attempt = |c: &Cache| c.write_range(&key, offset, &data);
+            let attempt = |c: &Cache| c.write_range_deferred(&key, offset, &data);
             match attempt(&cache) {
                 Err(CacheError::UnknownEntry(_)) => {
                     cache.ensure_entry(&key, size)?;
@@ -98,13 +101,74 @@ impl ContentStore {
         })
         .await;
         match res {
-            Ok(_) => Stored::Yes,
+            Ok(false) => Stored::Yes,
+            Ok(true) => Stored::Completed,
             Err(FsError::NoSpace) => Stored::Refused,
             Err(e) => {
                 tracing::warn!("could not store fetched bytes in the cache: {e}");
                 Stored::Refused
             }
         }
+    }
+
+    /// The whole-content check of a complete entry (see [`Stored::Completed`]): content that
+    /// does not match its key is dropped, and later reads fetch it again.
+    /// It runs on a thread of its own at the lowest CPU priority: it hashes the whole file and
+    /// must not slow the reads still going on (on a small machine, a cold read's last part
+    /// competed with it). Its own thread, because a thread cannot always raise its priority
+    /// back, and a pooled one would stay slow for the reads it serves next.
+    pub async fn check_content(&self, key: &str) -> FsResult<()> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("cache-check".into())
+            .spawn(move || {
+                lower_thread_priority();
+                let _ = tx.send(cache.check_content(&key));
+            })
+            .map_err(|e| FsError::Io(format!("cannot start a cache check: {e}")))?;
+        rx.await
+            .map_err(|_| FsError::Io("cache check ended early".into()))?
+            .map_err(from_cache_error)
+    }
+
+    /// One blocking step for a read: the cached bytes of `[offset, offset+len)` when every
+    /// chunk is present and passes its check, else the chunk-aligned ranges that are missing
+    /// (declaring the entry if needed). Presence is asked first, then the bytes, as in two
+    /// separate calls, but without a second hop to a blocking thread.
+    pub async fn read_or_missing(
+        &self,
+        key: &str,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Result<Bytes, Vec<Range<u64>>>> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        let want = usize::try_from(len).map_err(|_| FsError::Invalid("read too large".into()))?;
+        blocking(move || {
+            let missing = match cache.missing_ranges(&key, offset, len) {
+                Err(CacheError::UnknownEntry(_)) => {
+                    cache.ensure_entry(&key, size)?;
+                    cache.missing_ranges(&key, offset, len)?
+                }
+                other => other?,
+            };
+            if !missing.is_empty() {
+                return Ok(Err(missing));
+            }
+            match cache.read(&key, offset, want) {
+                Ok(Some(b)) if b.len() == want => Ok(Ok(Bytes::from(b))),
+                // Dropped as corrupt, evicted or cut short since: what is missing now (the
+                // caller reads or fetches chunk by chunk whatever this does not cover).
+                Ok(_) | Err(CacheError::UnknownEntry(_)) | Err(CacheError::Corrupt(_)) => {
+                    Ok(Err(cache
+                        .missing_ranges(&key, offset, len)
+                        .unwrap_or_default()))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     pub async fn state(&self, key: &str) -> FsResult<EntryState> {
@@ -121,5 +185,17 @@ impl ContentStore {
     pub async fn usage(&self) -> FsResult<Usage> {
         let cache = self.cache.clone();
         blocking(move || Ok(cache.usage())).await
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (Linux, where a thread has its own nice
+/// value; elsewhere nothing). For threads that end after their one background job.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain syscall on the calling thread's id; no memory is passed. Failure leaves
+    // the priority as it was, which is only slower for others.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }

@@ -5,7 +5,7 @@
 //! index transaction per run); a reader waiting on any chunk of a run joins it.
 
 use super::api::{FsError, FsResult};
-use super::content::ContentStore;
+use super::content::{ContentStore, Stored};
 use super::errors::from_client_error;
 use super::offline::{OfflineState, went_offline};
 use crate::client::Remote;
@@ -45,6 +45,8 @@ pub struct Fetcher<R: Remote> {
     probe: (Duration, Duration),
     /// Read-ahead planners still deciding what to fetch (for [`Self::idle`]).
     planning: Arc<AtomicUsize>,
+    /// Whole-content checks of just-completed entries still running (for [`Self::idle`]).
+    checking: Arc<AtomicUsize>,
     /// Most chunks asked for in one read-ahead request; runs are aligned on this many chunks.
     span: u64,
 }
@@ -73,6 +75,7 @@ impl<R: Remote> Fetcher<R> {
             probe_path,
             probe,
             planning: Arc::default(),
+            checking: Arc::default(),
             span: 1,
         }
     }
@@ -192,9 +195,7 @@ impl<R: Remote> Fetcher<R> {
         }
         if !wanted.is_empty() && wanted != range {
             let part = self.download(src, wanted.clone(), background).await?;
-            self.store
-                .write(&src.key, src.size, wanted.start, part)
-                .await;
+            self.keep(src, wanted.start, part).await;
             if let Some(b) = self.store.read(&src.key, range.start, len).await?
                 && b.len() as u64 == len
             {
@@ -203,10 +204,25 @@ impl<R: Remote> Fetcher<R> {
         }
         // All of it from the server (also when the cache refused or lost part of it).
         let bytes = self.download(src, range.clone(), background).await?;
-        self.store
-            .write(&src.key, src.size, range.start, bytes.clone())
-            .await;
+        self.keep(src, range.start, bytes.clone()).await;
         Ok(bytes)
+    }
+
+    /// Stores fetched bytes. When they complete the entry, its whole-content check (a hash of
+    /// the whole file) runs in the background: readers waiting on these bytes, and readers of
+    /// the rest of the entry, are served meanwhile from chunks checked one by one.
+    async fn keep(&self, src: &Source, at: u64, bytes: Bytes) {
+        if self.store.write(&src.key, src.size, at, bytes).await != Stored::Completed {
+            return;
+        }
+        let (store, key, checking) = (self.store.clone(), src.key.clone(), self.checking.clone());
+        checking.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            if let Err(e) = store.check_content(&key).await {
+                tracing::warn!("cached content of {key} dropped: {e}");
+            }
+            checking.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// One range request, within the parallelism bounds; refused while offline.
@@ -315,14 +331,17 @@ impl<R: Remote> Fetcher<R> {
     pub async fn idle(&self) {
         loop {
             let pending: Vec<ChunkFetch> = lock(&self.inflight).values().cloned().collect();
-            if pending.is_empty() && self.planning.load(Ordering::Acquire) == 0 {
+            if pending.is_empty()
+                && self.planning.load(Ordering::Acquire) == 0
+                && self.checking.load(Ordering::Acquire) == 0
+            {
                 return;
             }
             for f in pending {
                 let _ = f.await;
             }
-            // A planner is between its cache query and starting fetches, or fetched bytes are
-            // being stored: poll briefly.
+            // A planner is between its cache query and starting fetches, fetched bytes are
+            // being stored, or a completed entry is being checked: poll briefly.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }

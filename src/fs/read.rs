@@ -139,13 +139,13 @@ impl<R: Remote> CellsFs<R> {
         len: u64,
     ) -> FsResult<Bytes> {
         let store = self.fetcher.store();
-        let missing = store.missing(&src.key, src.size, offset, len).await?;
-        if missing.is_empty()
-            && let Some(b) = store.read(&src.key, offset, len).await?
-            && b.len() as u64 == len
+        let missing = match store
+            .read_or_missing(&src.key, src.size, offset, len)
+            .await?
         {
-            return Ok(b);
-        }
+            Ok(hit) => return Ok(hit),
+            Err(missing) => missing,
+        };
         let cs = store.chunk_size();
         let (first, last) = (offset / cs, (offset + len - 1) / cs);
         if self.is_offline() && !missing.is_empty() {
