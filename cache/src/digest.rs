@@ -2,8 +2,7 @@
 //! and the per-chunk checksums of the index. A writer that produces a file sequentially feeds
 //! the bytes as it writes them, so handing the finished file to the cache needs no second read.
 
-use crate::hash::{CellsHasher, chunk_sum_hasher};
-use md5::{Digest, Md5};
+use crate::hash::{CellsHasher, ChunkSummer};
 use std::io::Read;
 use std::path::Path;
 
@@ -22,7 +21,7 @@ pub struct FileDigest {
 pub struct FileDigester {
     chunk_size: u64,
     cells: CellsHasher,
-    chunk: Md5,
+    chunk: ChunkSummer,
     in_chunk: u64,
     sums: Vec<[u8; 16]>,
     size: u64,
@@ -34,7 +33,7 @@ impl FileDigester {
         Self {
             chunk_size: chunk_size.max(1),
             cells: CellsHasher::new(),
-            chunk: chunk_sum_hasher(),
+            chunk: ChunkSummer::default(),
             in_chunk: 0,
             sums: Vec::new(),
             size: 0,
@@ -56,8 +55,8 @@ impl FileDigester {
             self.in_chunk += take as u64;
             data = &data[take..];
             if self.in_chunk == self.chunk_size {
-                let done = std::mem::replace(&mut self.chunk, chunk_sum_hasher());
-                self.sums.push(done.finalize().into());
+                let done = std::mem::take(&mut self.chunk);
+                self.sums.push(done.finish());
                 self.in_chunk = 0;
             }
         }
@@ -65,7 +64,7 @@ impl FileDigester {
 
     pub fn finish(mut self) -> FileDigest {
         if self.in_chunk > 0 {
-            self.sums.push(self.chunk.finalize().into());
+            self.sums.push(self.chunk.finish());
         }
         FileDigest {
             size: self.size,
