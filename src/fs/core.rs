@@ -66,6 +66,9 @@ pub struct CellsFs<R: Remote> {
     pub(super) writes: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
     /// Offline pins: roots, worker wake-ups and progress.
     pub(super) pins: super::pin::PinState,
+    /// Closed saves whose hand-over to the journal runs in the background (see
+    /// `write::flush_behind`).
+    pub(super) handovers: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
     /// Paths of operations the uploader finished lately, with when (see `hooks::sweep`).
     pub(super) recently_settled: Mutex<Vec<(String, std::time::Instant)>>,
 }
@@ -115,6 +118,7 @@ impl<R: Remote> CellsFs<R> {
             relist: Mutex::default(),
             feed_live: AtomicBool::new(false),
             recently_settled: Mutex::default(),
+            handovers: Mutex::default(),
             weak_self: weak.clone(),
             write_setup: OnceLock::new(),
             writes: Mutex::default(),

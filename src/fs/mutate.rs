@@ -48,7 +48,7 @@ impl<R: Remote> CellsFs<R> {
         if recovered > 0 {
             tracing::warn!("{recovered} unsaved edit(s) recovered after a crash");
         }
-        self.reconcile_with_journal(&journal)?;
+        self.restore_pending_versions(&journal);
         let setup = WriteSetup {
             journal,
             open_dir,
@@ -191,6 +191,7 @@ impl<R: Remote> CellsFs<R> {
 
     pub(super) async fn do_unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
         self.setup()?;
+        self.settle_handovers().await;
         let name = name.to_str().ok_or(FsError::NotFound)?;
         let rec = self
             .child_of(parent, name)
@@ -208,6 +209,7 @@ impl<R: Remote> CellsFs<R> {
 
     pub(super) async fn do_rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
         self.setup()?;
+        self.settle_handovers().await;
         let name = name.to_str().ok_or(FsError::NotFound)?;
         let rec = self
             .child_of(parent, name)
@@ -238,6 +240,9 @@ impl<R: Remote> CellsFs<R> {
         if flags.exchange {
             return Err(FsError::Unsupported);
         }
+        // Closed saves still being handed over go first: the journal gets the content, then
+        // the move, in the order the user made them (and the records read below are current).
+        self.settle_handovers().await;
         let new_name = child_name(new_name)?;
         let dir = self.writable_dir(new_parent).await?;
         let name = name.to_str().ok_or(FsError::NotFound)?;
@@ -278,9 +283,6 @@ impl<R: Remote> CellsFs<R> {
             .path
             .join(&new_name)
             .map_err(|e| FsError::InvalidName(e.to_string()))?;
-        // Closed saves still being handed over go first: the server sees the content, then
-        // the move, in the order the user made them.
-        self.settle_saves_under(&src.path).await;
         let tombstone = if src_junk {
             false
         } else {

@@ -157,39 +157,14 @@ impl<R: Remote> CellsFs<R> {
         Ok(recovered)
     }
 
-    /// Start-up: the journal is the truth for versions not uploaded yet. A kill between
-    /// journaling a save and recording it in the index (or the cache taking it) leaves the
-    /// index showing the older version; both are brought back in line here, before the mount
-    /// serves anything. Blocking.
-    pub(super) fn reconcile_with_journal(&self, journal: &crate::sync::Journal) -> FsResult<()> {
-        let meta_err = super::errors::from_meta_error;
+    /// Start-up: a kill between the journal taking a save and the cache taking its copy
+    /// leaves the cache without the version the index shows (reads of it would fail until it
+    /// is uploaded): it is put back from the journal's staged copy. Blocking.
+    pub(super) fn restore_pending_versions(&self, journal: &crate::sync::Journal) {
         let restored = journal.restore_cached_versions();
         if restored > 0 {
             tracing::warn!("{restored} pending version(s) put back in the cache after a crash");
         }
-        for (path, size, hash) in journal.pending_versions() {
-            let Some(rec) = self.meta.by_path(&path).map_err(meta_err)? else {
-                continue;
-            };
-            let version = ContentVersion {
-                kind: HashKind::CellsHash,
-                value: hash,
-            };
-            if rec.is_dir() || rec.version.as_ref() == Some(&version) {
-                continue;
-            }
-            tracing::warn!("{path}: the index showed an older version than the one queued");
-            self.meta
-                .set_local_content(
-                    rec.ino,
-                    size,
-                    rec.mtime,
-                    Some(&version),
-                    LocalState::Pending,
-                )
-                .map_err(meta_err)?;
-        }
-        Ok(())
     }
 
     /// Journals one recorded staging file if it holds an edit; returns whether it did.

@@ -425,6 +425,7 @@ impl<R: Remote> CellsFs<R> {
             return Ok(());
         };
         let counted = journal.announce_save(w.size.load(Ordering::Acquire));
+        lock(&self.handovers).insert(w.ino, w.clone());
         let w = w.clone();
         tokio::spawn(async move {
             let _counted = counted;
@@ -432,20 +433,22 @@ impl<R: Remote> CellsFs<R> {
                 // Still dirty: the release retries, and the staging record covers a crash.
                 tracing::error!(ino = w.ino, "could not save a closed file for upload: {e}");
             }
+            let mut handovers = lock(&fs.handovers);
+            if handovers.get(&w.ino).is_some_and(|h| Arc::ptr_eq(h, &w)) {
+                handovers.remove(&w.ino);
+            }
         });
         Ok(())
     }
 
-    /// Waits for the hand-over of every closed save at or below `path` (see `flush_behind`).
-    pub(super) async fn settle_saves_under(&self, path: &crate::names::RemotePath) {
-        let open: Vec<Arc<InodeWrite>> = lock(&self.writes).values().cloned().collect();
-        for w in open {
-            let under = match self.record(w.ino).await {
-                Ok(rec) => rec.path.starts_with(path),
-                Err(_) => false,
-            };
-            if under && let Err(e) = self.commit(&w, false).await {
-                tracing::error!(ino = w.ino, "could not save a file before moving it: {e}");
+    /// Waits for every closed save still being handed over (see `flush_behind`). Deletes and
+    /// renames call it first, so the journal receives the save, then the namespace change,
+    /// in the order the user made them (and a save never lands after the delete of its file).
+    pub(super) async fn settle_handovers(&self) {
+        let pending: Vec<Arc<InodeWrite>> = lock(&self.handovers).values().cloned().collect();
+        for w in pending {
+            if let Err(e) = self.commit(&w, false).await {
+                tracing::error!(ino = w.ino, "could not save a closed file: {e}");
             }
         }
     }

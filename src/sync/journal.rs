@@ -262,29 +262,6 @@ impl Journal {
         self.lock().from_earlier_run.remove(&seq);
     }
 
-    /// The latest pending version of every path with an upload waiting: (path, size, Cells
-    /// hash). Crash recovery puts them back in the index: a kill between journaling a save
-    /// and recording it there must not leave the older version showing (an edit of it would
-    /// then start from the wrong bytes).
-    pub fn pending_versions(&self) -> Vec<(RemotePath, u64, String)> {
-        let mut latest: BTreeMap<RemotePath, (u64, String)> = BTreeMap::new();
-        for op in self.lock().ops.values() {
-            if let OpKind::Upload {
-                path,
-                size,
-                cells_hash,
-                ..
-            } = &op.kind
-            {
-                latest.insert(path.clone(), (*size, cells_hash.clone()));
-            }
-        }
-        latest
-            .into_iter()
-            .map(|(path, (size, hash))| (path, size, hash))
-            .collect()
-    }
-
     /// Puts the staged copy of every pending upload back in the cache where it is missing (a
     /// kill between journaling a save and the cache taking it): reads of a file waiting for
     /// upload are served from there. Returns how many were restored.
@@ -541,6 +518,25 @@ impl Journal {
         new: &RemotePath,
         version: &ContentVersion,
     ) -> Result<usize, SyncError> {
+        // Only when the upload is the one pending operation on either path: otherwise the
+        // move may be the echo of our own rename, which later operations here (a rename back,
+        // say) already account for; following it would move the wrong file.
+        let others = self
+            .lock()
+            .ops
+            .values()
+            .filter(|op| {
+                op.kind.paths().iter().any(|p| {
+                    [old, new]
+                        .iter()
+                        .any(|q| p.starts_with(q) || q.starts_with(p))
+                })
+            })
+            .filter(|op| !matches!(&op.kind, OpKind::Upload { path, .. } if path == old))
+            .count();
+        if others > 0 {
+            return Ok(0);
+        }
         self.retarget_where(old, new, |op, in_flight| {
             // An earlier, failed attempt's `started_target` stays: the uploader still cleans up
             // whatever that attempt left at the old name.
