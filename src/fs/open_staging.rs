@@ -167,6 +167,42 @@ impl<R: Remote> CellsFs<R> {
         }
     }
 
+    /// Points the index at the version the journal holds for the inode of a staging record
+    /// whose file is gone (see `recover_one`), when its last pending operation uploads it.
+    fn adopt_journaled_version(
+        &self,
+        journal: &crate::sync::Journal,
+        rec: &OpenStaging,
+    ) -> FsResult<()> {
+        let meta_err = super::errors::from_meta_error;
+        let Some(node) = self.meta.get(rec.ino).map_err(meta_err)? else {
+            return Ok(());
+        };
+        let Some((size, hash)) = journal.pending_version(&node.path) else {
+            return Ok(());
+        };
+        let version = ContentVersion {
+            kind: HashKind::CellsHash,
+            value: hash,
+        };
+        if node.is_dir() || node.version.as_ref() == Some(&version) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "{}: the save cut short by a crash is taken as journaled",
+            node.path
+        );
+        self.meta
+            .set_local_content(
+                rec.ino,
+                size,
+                node.mtime,
+                Some(&version),
+                LocalState::Pending,
+            )
+            .map_err(meta_err)
+    }
+
     /// Journals one recorded staging file if it holds an edit; returns whether it did.
     fn recover_one(
         &self,
@@ -176,6 +212,10 @@ impl<R: Remote> CellsFs<R> {
     ) -> FsResult<bool> {
         let meta_err = super::errors::from_meta_error;
         let Ok(stat) = std::fs::metadata(file) else {
+            // Gone: either dropped, or taken by a hand-over that the kill cut short after the
+            // journal (and the cache) had the version but before the index learned it. The
+            // journal says which version the file is at.
+            self.adopt_journaled_version(journal, rec)?;
             return Ok(false);
         };
         let Some(node) = self.meta.get(rec.ino).map_err(meta_err)? else {

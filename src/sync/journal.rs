@@ -262,6 +262,27 @@ impl Journal {
         self.lock().from_earlier_run.remove(&seq);
     }
 
+    /// The version the last pending operation on `path` leaves there, when that operation is
+    /// an upload of exactly `path`: (size, Cells hash).
+    pub fn pending_version(&self, path: &RemotePath) -> Option<(u64, String)> {
+        let inner = self.lock();
+        let last = inner.ops.values().rev().find(|op| {
+            op.kind
+                .paths()
+                .iter()
+                .any(|p| p.starts_with(path) || path.starts_with(p))
+        })?;
+        match &last.kind {
+            OpKind::Upload {
+                path: p,
+                size,
+                cells_hash,
+                ..
+            } if p == path => Some((*size, cells_hash.clone())),
+            _ => None,
+        }
+    }
+
     /// Puts the staged copy of every pending upload back in the cache where it is missing (a
     /// kill between journaling a save and the cache taking it): reads of a file waiting for
     /// upload are served from there. Returns how many were restored.
