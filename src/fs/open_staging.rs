@@ -8,10 +8,8 @@ use super::api::*;
 use super::core::CellsFs;
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{LocalState, MetaStore, OpenStaging};
-use md5::{Digest, Md5};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 pub(super) fn io_error(e: std::io::Error) -> FsError {
@@ -67,19 +65,7 @@ fn is_staging_name(name: &str) -> bool {
 fn same_as_base(path: &Path, base: &ContentVersion) -> std::io::Result<bool> {
     match base.kind {
         HashKind::CellsHash => Ok(crate::hash::cells_hash_file(path)? == base.value),
-        HashKind::PlainMd5 => {
-            let mut file = File::open(path)?;
-            let mut md5 = Md5::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-            }
-            Ok(hex::encode(md5.finalize()) == base.value)
-        }
+        HashKind::PlainMd5 => Ok(crate::sync::md5_of(path)? == base.value),
         // Nothing to compare with: uploading identical bytes again is harmless.
         HashKind::OpaqueEtag => Ok(false),
     }
@@ -289,6 +275,7 @@ pub(super) fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::{Digest, Md5};
 
     #[test]
     fn only_generated_names_are_staging_names() {

@@ -17,6 +17,7 @@ mod op;
 mod order;
 mod schema;
 mod staging;
+pub(crate) use staging::md5_of;
 pub mod uploader;
 
 pub use conflict::{conflict_name, local_host_name};
