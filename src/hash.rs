@@ -18,17 +18,8 @@ pub fn cells_hash(data: &[u8]) -> String {
 
 /// Cells hash of a file, read in large chunks.
 pub fn cells_hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
     let mut h = CellsHasher::default();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    cells_cache::read_in_pieces(path, |piece| h.update(piece))?;
     Ok(h.finalize_hex())
 }
 

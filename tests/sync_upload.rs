@@ -209,6 +209,26 @@ async fn with_a_cache_the_new_version_is_dirty_until_uploaded() {
     );
 }
 
+/// Journals `data` as a save of `personal-files/NAME` in a journal of `state` that is then
+/// dropped, as by a crash; `then` sees the journal before.
+fn save_in_an_earlier_run(
+    state: &std::path::Path,
+    src: &std::path::Path,
+    name: &str,
+    data: &[u8],
+    then: impl FnOnce(&cells_mount::sync::Journal),
+) {
+    let journal = open_journal(state);
+    journal
+        .enqueue_upload(
+            &p(&format!("personal-files/{name}")),
+            &local_file(src, name, data),
+            None,
+        )
+        .unwrap();
+    then(&journal);
+}
+
 /// Closes are synced in the background, not at once: a power loss can leave the staged copy of
 /// a save from an earlier run torn. It is checked before upload and never replaces the
 /// server's version; it stays in the journal, in error.
@@ -219,16 +239,13 @@ async fn a_staged_copy_damaged_before_a_restart_is_never_uploaded() {
     let src = tempfile::tempdir().unwrap();
     let original = pattern(50_000);
     std::fs::write(env.personal_dir().join("kept.bin"), &original).unwrap();
-    {
-        let journal = open_journal(state.path());
-        journal
-            .enqueue_upload(
-                &p("personal-files/kept.bin"),
-                &local_file(src.path(), "f", &pattern(60_000)),
-                None,
-            )
-            .unwrap();
-    }
+    save_in_an_earlier_run(
+        state.path(),
+        src.path(),
+        "kept.bin",
+        &pattern(60_000),
+        |_| {},
+    );
     let staged: Vec<_> = std::fs::read_dir(state.path().join("staging"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -258,19 +275,11 @@ async fn a_sound_staged_copy_from_an_earlier_run_is_uploaded() {
     let state = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     let data = pattern(70_000);
-    {
-        let journal = open_journal(state.path());
-        journal
-            .enqueue_upload(
-                &p("personal-files/later.bin"),
-                &local_file(src.path(), "f", &data),
-                None,
-            )
-            .unwrap();
+    save_in_an_earlier_run(state.path(), src.path(), "later.bin", &data, |journal| {
         assert!(journal.needs_sync());
         journal.sync().unwrap();
         assert!(!journal.needs_sync());
-    }
+    });
     let journal = open_journal(state.path());
     let hooks = Arc::new(Recorder::default());
     let uploader = start_uploader(&env.client, &journal, &hooks);

@@ -76,17 +76,23 @@ impl FileDigester {
 
     /// Digests the file at `path` in one read.
     pub fn of_file(path: &Path, chunk_size: u64) -> std::io::Result<FileDigest> {
-        let mut file = std::fs::File::open(path)?;
         let mut digester = Self::new(chunk_size);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            digester.update(&buf[..n]);
-        }
+        read_in_pieces(path, |piece| digester.update(piece))?;
         Ok(digester.finish())
+    }
+}
+
+/// Feeds the whole content of the file at `path` to `f`, in order, 1 MiB at a time: the one
+/// loop behind every "hash this file" of the workspace.
+pub fn read_in_pieces(path: &Path, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        f(&buf[..n]);
     }
 }
 

@@ -26,7 +26,7 @@ mod store;
 mod verify;
 mod write;
 
-pub use digest::{FileDigest, FileDigester};
+pub use digest::{FileDigest, FileDigester, read_in_pieces};
 pub use error::CacheError;
 pub use hash::{CELLS_HASH_BLOCK, CellsHasher};
 pub use key::{MAX_KEY_LEN, validate_key};

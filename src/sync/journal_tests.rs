@@ -332,3 +332,20 @@ fn a_save_queued_behind_a_running_upload_is_absorbed_when_that_upload_fails_unse
     let j = Journal::open(state.path(), None).unwrap();
     assert_eq!(j.pending().len(), 1);
 }
+
+/// A closed save still being handed over counts as pending (status must never say "nothing
+/// pending" while it is) and holds back "drained" until it is journaled or dropped.
+#[test]
+fn an_announced_save_is_pending_until_its_guard_goes() {
+    let state = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(state.path(), None).unwrap());
+    assert!(j.drained());
+    let incoming = j.announce_save(1234);
+    let stats = j.stats();
+    assert_eq!((stats.pending_uploads, stats.pending_bytes), (1, 1234));
+    assert_eq!(stats.pending_ops, 1);
+    assert!(!j.drained());
+    drop(incoming);
+    assert_eq!(j.stats().pending_uploads, 0);
+    assert!(j.drained());
+}

@@ -11,7 +11,7 @@
 use cells_cache::{FileDigest, FileDigester};
 use md5::{Digest, Md5};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// What staging a file produced.
@@ -88,16 +88,8 @@ pub fn sync_files(staging_dir: &Path, names: &[String]) -> io::Result<()> {
 /// The plain MD5 of a staged file (compared with the version of a server that has no Cells
 /// hash; computed only then).
 pub fn md5_of(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
     let mut md5 = Md5::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        md5.update(&buf[..n]);
-    }
+    cells_cache::read_in_pieces(path, |piece| md5.update(piece))?;
     Ok(hex::encode(md5.finalize()))
 }
 
