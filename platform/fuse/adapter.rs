@@ -96,6 +96,11 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if let Some(result) = self.fs.lookup_now(parent.0, name) {
+            return ReplyGuard::new(reply, "lookup", self.stats.clone()).answer(result, |r, e| {
+                r.entry(&e.ttl, &file_attr(&e.attr), Generation(0))
+            });
+        }
         let name = name.to_owned();
         self.spawn("lookup", reply, move |fs, g| async move {
             g.answer(fs.lookup(parent.0, &name).await, |r, e| {
@@ -111,6 +116,10 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(result) = self.fs.getattr_now(ino.0) {
+            return ReplyGuard::new(reply, "getattr", self.stats.clone())
+                .answer(result, |r, e| r.attr(&e.ttl, &file_attr(&e.attr)));
+        }
         self.spawn("getattr", reply, move |fs, g| async move {
             g.answer(fs.getattr(ino.0).await, |r, e| {
                 r.attr(&e.ttl, &file_attr(&e.attr))

@@ -186,6 +186,17 @@ pub struct Caller {
 pub trait FileSystem: Send + Sync + 'static {
     async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry>;
     async fn getattr(&self, ino: Ino) -> FsResult<Entry>;
+    /// [`Self::lookup`] when memory alone answers it (no I/O, no waiting), `None` otherwise.
+    /// Adapters try it on their own thread before starting a task: `ls -l` of a folder the
+    /// kernel forgot sends one lookup per entry, and a task hand-off costs more than the
+    /// answer.
+    fn lookup_now(&self, _parent: Ino, _name: &OsStr) -> Option<FsResult<Entry>> {
+        None
+    }
+    /// [`Self::getattr`] when memory alone answers it, as [`Self::lookup_now`].
+    fn getattr_now(&self, _ino: Ino) -> Option<FsResult<Entry>> {
+        None
+    }
     /// The kernel dropped `nlookup` references to `ino`.
     async fn forget(&self, ino: Ino, nlookup: u64);
     async fn opendir(&self, ino: Ino) -> FsResult<Fh>;

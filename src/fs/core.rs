@@ -64,6 +64,9 @@ pub struct CellsFs<R: Remote> {
     pub(super) write_setup: OnceLock<super::write::WriteSetup>,
     /// Inodes open for writing: their shared staging state.
     pub(super) writes: Mutex<HashMap<Ino, Arc<super::write::InodeWrite>>>,
+    /// Bumped each time an inode leaves `writes` (its final size is in the index by then):
+    /// a record read before a bump may predate that size (see [`Self::current_attr`]).
+    pub(super) write_closes: AtomicU64,
     /// Offline pins: roots, worker wake-ups and progress.
     pub(super) pins: super::pin::PinState,
     /// Closed saves whose hand-over to the journal runs in the background (see
@@ -122,6 +125,7 @@ impl<R: Remote> CellsFs<R> {
             weak_self: weak.clone(),
             write_setup: OnceLock::new(),
             writes: Mutex::default(),
+            write_closes: AtomicU64::new(0),
             pins,
         }))
     }
@@ -245,9 +249,59 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) fn attr_of(&self, rec: &InodeRecord) -> Attr {
-        let (size, mtime) = self
-            .local_overrides(rec.ino)
-            .unwrap_or((rec.size, rec.mtime));
+        self.attr_with(rec, self.local_overrides(rec.ino))
+    }
+
+    /// How many inodes left `writes` so far: taken before reading a record whose attributes
+    /// go to the kernel, and handed to [`Self::current_attr`].
+    pub(super) fn write_closes(&self) -> u64 {
+        self.write_closes.load(Ordering::Acquire)
+    }
+
+    /// The attributes of `rec`, read after `closes_before` was taken. A file closed while
+    /// the record was read may have left `writes` with a newer size than the record's (the
+    /// size a closed file shows must never step back): the record is then read again.
+    pub(super) async fn current_attr(
+        &self,
+        rec: Arc<InodeRecord>,
+        closes_before: u64,
+    ) -> FsResult<Attr> {
+        let local = self.local_overrides(rec.ino);
+        if local.is_none() && !rec.is_dir() && self.write_closes() != closes_before {
+            let rec = self.record(rec.ino).await?;
+            return Ok(self.attr_of(&rec));
+        }
+        Ok(self.attr_with(&rec, local))
+    }
+
+    /// [`Self::current_attr`] without waiting: `None` when the record must be read again.
+    pub(super) fn current_entry_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Entry> {
+        let local = self.local_overrides(rec.ino);
+        if local.is_none() && !rec.is_dir() && self.write_closes() != closes_before {
+            return None;
+        }
+        Some(Entry {
+            attr: self.attr_with(rec, local),
+            ttl: self.cfg.attr_ttl,
+        })
+    }
+
+    /// [`Self::current_attr`] as an entry for the kernel.
+    pub(super) async fn current_entry(
+        &self,
+        rec: Arc<InodeRecord>,
+        closes_before: u64,
+    ) -> FsResult<Entry> {
+        Ok(Entry {
+            attr: self.current_attr(rec, closes_before).await?,
+            ttl: self.cfg.attr_ttl,
+        })
+    }
+
+    /// The attributes of `rec`, with `local` (size, mtime of an open write state) over the
+    /// index's.
+    fn attr_with(&self, rec: &InodeRecord, local: Option<(u64, i64)>) -> Attr {
+        let (size, mtime) = local.unwrap_or((rec.size, rec.mtime));
         let mtime = u64::try_from(mtime)
             .map(|s| UNIX_EPOCH + Duration::from_secs(s))
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -276,16 +330,21 @@ impl<R: Remote> CellsFs<R> {
         }
     }
 
-    /// The record of `ino`, checked with the server (`stat`) when its description is older
-    /// than the listing TTL or than the last restart or feed resync. Offline, or for the root and folders, the stored one is used.
-    pub(super) async fn fresh_record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
-        let rec = self.record(ino).await?;
-        if ino == ROOT_INO
+    /// Whether `rec` can be shown as it is, without asking the server (see
+    /// [`Self::fresh_record`]).
+    pub(super) fn record_current(&self, rec: &InodeRecord) -> bool {
+        rec.ino == ROOT_INO
             || rec.is_dir()
             || rec.is_protected()
             || (self.is_fresh(rec.seen_at) && rec.seen_at >= self.meta.stale_before_ms())
             || self.is_offline()
-        {
+    }
+
+    /// The record of `ino`, checked with the server (`stat`) when its description is older
+    /// than the listing TTL or than the last restart or feed resync. Offline, or for the root and folders, the stored one is used.
+    pub(super) async fn fresh_record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
+        let rec = self.record(ino).await?;
+        if self.record_current(&rec) {
             return Ok(rec);
         }
         match self.remote.stat(&rec.path).await {

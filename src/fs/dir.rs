@@ -23,6 +23,17 @@ impl<R: Remote> CellsFs<R> {
         self.ensure_listed_or_stale(dir, false).await.map(|_| ())
     }
 
+    /// Whether the index's children of `dir` can be served as they are: listed within the
+    /// TTL and since the last restart or resync, or offline and listed once.
+    fn listing_current(&self, dir: &InodeRecord) -> bool {
+        let stale_before = self.meta.stale_before_ms();
+        match dir.listed_at {
+            Some(t) if t >= stale_before && self.is_fresh(t) => true,
+            Some(_) => self.is_offline(),
+            None => false,
+        }
+    }
+
     /// [`Self::ensure_listed`]; with `serve_stale`, a listing that may have missed server
     /// changes (made by an earlier session, or before a feed resync) is served from the index
     /// at once while a background re-list refreshes it (its commit invalidates the kernel's
@@ -33,18 +44,16 @@ impl<R: Remote> CellsFs<R> {
         if !dir.is_dir() {
             return Err(FsError::NotDir);
         }
-        let stale_before = self.meta.stale_before_ms();
-        if dir
-            .listed_at
-            .is_some_and(|t| t >= stale_before && self.is_fresh(t))
-        {
+        if self.listing_current(dir) {
             return Ok(false);
         }
+        let stale_before = self.meta.stale_before_ms();
         let listed_before = dir.listed_at.is_some();
         if self.is_offline() {
             return if listed_before {
                 Ok(false)
             } else {
+                self.offline.nudge();
                 Err(FsError::Offline)
             };
         }
@@ -131,7 +140,8 @@ impl<R: Remote> CellsFs<R> {
         Ok(())
     }
 
-    pub(super) async fn do_lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+    /// The name of a lookup, or the answer to a name that cannot exist here.
+    fn lookup_name(name: &OsStr) -> FsResult<&str> {
         let name = name.to_str().ok_or(FsError::NotFound)?;
         if name.len() > crate::names::MAX_NAME_BYTES {
             return Err(FsError::NameTooLong);
@@ -139,6 +149,37 @@ impl<R: Remote> CellsFs<R> {
         if validate_name(name).is_err() || is_desktop_junk(name) {
             return Err(FsError::NotFound);
         }
+        Ok(name)
+    }
+
+    /// [`Self::do_lookup`] without waiting: a child of a folder whose listing is current,
+    /// from the caches or one indexed read of the index (a miss is what creating files
+    /// costs: each new name is looked up first). `None` when the folder must be listed or
+    /// anything waited for.
+    pub(super) fn do_lookup_now(&self, parent: Ino, name: &OsStr) -> Option<FsResult<Entry>> {
+        let name = match Self::lookup_name(name) {
+            Ok(name) => name,
+            Err(e) => return Some(Err(e)),
+        };
+        let closes_before = self.write_closes();
+        let dir = self.meta.cached(parent)?;
+        if !dir.is_dir() {
+            return Some(Err(FsError::NotDir));
+        }
+        if !self.listing_current(&dir) {
+            return None;
+        }
+        let rec = match self.meta.try_child(parent, name)? {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Some(Err(FsError::NotFound)),
+            Err(_) => return None,
+        };
+        self.current_entry_now(&rec, closes_before).map(Ok)
+    }
+
+    pub(super) async fn do_lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        let name = Self::lookup_name(name)?;
+        let closes_before = self.write_closes();
         let dir = self.record(parent).await?;
         let served_stale = self.ensure_listed_or_stale(&dir, true).await?;
         // Hot path (`ls -l` once the kernel's entries expired): a cached child needs no
@@ -151,7 +192,7 @@ impl<R: Remote> CellsFs<R> {
         if let Some(rec) = found {
             // From a stale listing, a name is shown at once; the refresh under way
             // invalidates it in the kernel if the server changed or removed it.
-            return Ok(self.entry_of(&rec));
+            return self.current_entry(rec, closes_before).await;
         }
         if !served_stale {
             return Err(FsError::NotFound);
@@ -162,7 +203,7 @@ impl<R: Remote> CellsFs<R> {
         self.ensure_listed(&dir).await?;
         let owned = name.to_owned();
         match self.meta(move |m| m.child(parent, &owned)).await? {
-            Some(rec) => Ok(self.entry_of(&rec)),
+            Some(rec) => self.current_entry(rec, closes_before).await,
             None => Err(FsError::NotFound),
         }
     }
@@ -231,6 +272,7 @@ impl<R: Remote> CellsFs<R> {
                 .take(READDIR_BATCH)
                 .collect();
             first = first.saturating_add(READDIR_BATCH);
+            let closes_before = self.write_closes();
             let records = self
                 .meta(move |m| {
                     let mut recs = Vec::with_capacity(wanted.len());
@@ -245,7 +287,7 @@ impl<R: Remote> CellsFs<R> {
                 let Some(rec) = rec.filter(|r| r.parent == ino) else {
                     continue;
                 };
-                let attr = self.attr_of(&rec);
+                let attr = self.current_attr(rec.clone(), closes_before).await?;
                 out.push(DirEntry {
                     ino: rec.ino,
                     name: rec.name.clone(),

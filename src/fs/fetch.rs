@@ -243,6 +243,7 @@ impl<R: Remote> Fetcher<R> {
             .await
             .map_err(|_| FsError::Io("fetcher shut down".into()))?;
         if self.is_offline() {
+            self.offline.nudge();
             return Err(FsError::Offline);
         }
         let bytes = match self.remote.read_range(&src.path, range).await {
@@ -265,6 +266,7 @@ impl<R: Remote> Fetcher<R> {
     /// Reads bytes of a file without caching (no content version yet: upload in progress).
     pub async fn read_uncached(&self, path: &RemotePath, offset: u64, len: u64) -> FsResult<Bytes> {
         if self.is_offline() {
+            self.offline.nudge();
             return Err(FsError::Offline);
         }
         let _permit = self

@@ -1,6 +1,7 @@
 //! Whether the server is reachable. Set when a request fails with `Offline`; cleared by a
 //! background probe with exponential backoff, so that while offline no read waits on the
-//! network at all.
+//! network at all. A read refused meanwhile nudges the probe, so a server that is back is
+//! noticed when someone needs it, not only when the backoff expires.
 
 use crate::client::Remote;
 use crate::meta::now_ms;
@@ -16,6 +17,8 @@ pub struct OfflineState {
     since_ms: AtomicI64,
     /// Woken when the server answers again (the uploader retries at once).
     back: tokio::sync::Notify,
+    /// Woken when a read was refused for being offline (see [`Self::nudge`]).
+    wanted: tokio::sync::Notify,
 }
 
 impl OfflineState {
@@ -43,6 +46,14 @@ impl OfflineState {
         self.back.notify_waiters();
     }
 
+    /// Someone needed the server while offline: the probe tries again now rather than at
+    /// the end of its backoff (but never more often than its shortest wait).
+    pub fn nudge(&self) {
+        if self.is_offline() {
+            self.wanted.notify_one();
+        }
+    }
+
     /// Returns the next time the server becomes reachable after being offline.
     pub async fn back_online(&self) {
         self.back.notified().await
@@ -68,7 +79,17 @@ pub fn went_offline<R: Remote>(
     tokio::spawn(async move {
         let mut wait = min;
         loop {
-            tokio::time::sleep(wait).await;
+            let probed = tokio::time::Instant::now();
+            let nudged = match weak.upgrade() {
+                Some(state) => tokio::select! {
+                    () = tokio::time::sleep(wait) => false,
+                    () = state.wanted.notified() => true,
+                },
+                None => return,
+            };
+            if nudged {
+                tokio::time::sleep_until(probed + min).await;
+            }
             let Some(state) = weak.upgrade() else { return };
             match remote.list_page(&probe_path, 0, 1).await {
                 Err(e) if e.is_offline() => {

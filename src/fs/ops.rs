@@ -14,8 +14,22 @@ impl<R: Remote> FileSystem for CellsFs<R> {
     }
 
     async fn getattr(&self, ino: Ino) -> FsResult<Entry> {
+        let closes_before = self.write_closes();
         let rec = self.fresh_record(ino).await?;
-        Ok(self.entry_of(&rec))
+        self.current_entry(rec, closes_before).await
+    }
+
+    fn lookup_now(&self, parent: Ino, name: &OsStr) -> Option<FsResult<Entry>> {
+        self.do_lookup_now(parent, name)
+    }
+
+    fn getattr_now(&self, ino: Ino) -> Option<FsResult<Entry>> {
+        let closes_before = self.write_closes();
+        let rec = self.meta.cached(ino)?;
+        if !self.record_current(&rec) {
+            return None;
+        }
+        self.current_entry_now(&rec, closes_before).map(Ok)
     }
 
     /// Inodes live in the index for as long as the server has the node, so nothing to drop.

@@ -149,6 +149,7 @@ impl<R: Remote> CellsFs<R> {
         let cs = store.chunk_size();
         let (first, last) = (offset / cs, (offset + len - 1) / cs);
         if self.is_offline() && !missing.is_empty() {
+            self.offline.nudge();
             return Err(FsError::Offline);
         }
         // Start every missing chunk at once; they run in parallel (bounded by the fetcher).

@@ -535,6 +535,7 @@ impl<R: Remote> CellsFs<R> {
             let left = w.handles.fetch_sub(1, Ordering::AcqRel) - 1;
             if left == 0 {
                 map.remove(&w.ino);
+                self.write_closes.fetch_add(1, Ordering::AcqRel);
             }
             left == 0
         };

@@ -228,15 +228,43 @@ impl MetaStore {
         {
             return Ok(Some(rec));
         }
-        let conn = self.conn();
+        self.child_from_index(&self.conn(), parent, name)
+    }
+
+    /// [`Self::child`] from the caches, or from the index if its connection is free at once:
+    /// `None` when it is busy (a thread that must never wait on the index asks elsewhere).
+    pub fn try_child(
+        &self,
+        parent: Ino,
+        name: &str,
+    ) -> Option<MetaResult<Option<Arc<InodeRecord>>>> {
+        if let Some(rec) = self.cached_child(parent, name) {
+            return Some(Ok(Some(rec)));
+        }
+        let conn = match self.inner.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.child_from_index(&conn, parent, name))
+    }
+
+    /// The child `name` of `parent` read from SQLite and put in the caches.
+    fn child_from_index(
+        &self,
+        conn: &Connection,
+        parent: Ino,
+        name: &str,
+    ) -> MetaResult<Option<Arc<InodeRecord>>> {
         let rec = Self::query_one(
-            &conn,
+            conn,
             "parent = ?1 AND name = ?2",
             params![parent as i64, name],
         )?;
         Ok(rec.map(|r| {
             let r = Arc::new(r);
-            self.inner.by_name.insert(key, r.ino);
+            // Filled while the connection is held, so a writer cannot slip in between.
+            self.inner.by_name.insert((parent, name.to_owned()), r.ino);
             self.inner.by_ino.insert(r.ino, r.clone());
             r
         }))

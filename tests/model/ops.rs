@@ -114,6 +114,8 @@ pub struct Model {
     pub tree: Tree,
     pub conflicts: BTreeMap<String, ConflictExpectation>,
     outage: Option<Outage>,
+    /// Another client changed a file on the server at some point of the sequence.
+    pub server_changed: bool,
 }
 
 /// True when `a` is `b` or one of its ancestors.
@@ -296,6 +298,10 @@ impl Model {
         if src == Node::Dir && is_prefix(from, to) {
             return Some(Err(Expect::Errno(libc::EINVAL)));
         }
+        // The kernel refuses a target that is an ancestor of the source before asking us.
+        if is_prefix(to, from) {
+            return Some(Err(Expect::Errno(libc::ENOTEMPTY)));
+        }
         if let Some(dst) = self.tree.get(to) {
             let refused = match (&src, dst) {
                 (Node::File(_), Node::Dir) => Some(Expect::Errno(libc::EISDIR)),
@@ -348,6 +354,7 @@ impl Model {
     }
 
     pub fn server_write(&mut self, path: &str, content: Vec<u8>) {
+        self.server_changed = true;
         self.tree.insert(path.to_owned(), Node::File(content));
     }
 
@@ -377,6 +384,7 @@ impl Model {
     }
 
     pub fn server_edit(&mut self, path: &str, content: Vec<u8>) {
+        self.server_changed = true;
         if let Some(o) = &mut self.outage {
             o.server_edits.insert(path.to_owned(), content);
         }

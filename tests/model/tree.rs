@@ -27,6 +27,22 @@ pub struct ConflictExpectation {
     pub allowed: BTreeSet<Vec<u8>>,
 }
 
+/// In the error of [`walk`] for a file whose size and content disagree.
+pub const SIZE_MISMATCH: &str = "size and content disagree";
+
+/// In the error of [`walk`] when the mount refused a read for being offline.
+pub const OFFLINE: &str = "offline";
+
+/// An error of [`walk`]: what failed where, marked [`OFFLINE`] for the mount's offline errno.
+fn walk_error(what: &str, path: &Path, e: &std::io::Error) -> String {
+    let offline = if e.raw_os_error() == Some(libc::EHOSTDOWN) {
+        format!(" ({OFFLINE})")
+    } else {
+        String::new()
+    };
+    format!("{what} {}: {e}{offline}", path.display())
+}
+
 /// Reads a directory tree from disk (or through the mount). Errors are reported, not hidden.
 pub fn walk(root: &Path) -> Result<Tree, String> {
     let mut tree = Tree::new();
@@ -35,9 +51,9 @@ pub fn walk(root: &Path) -> Result<Tree, String> {
 }
 
 fn walk_into(dir: &Path, prefix: &str, tree: &mut Tree) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("list {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| walk_error("list", dir, &e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("list {}: {e}", dir.display()))?;
+        let entry = entry.map_err(|e| walk_error("list", dir, &e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // The workspace's recycle bin is the server's (deleted folders go there, as in Cells).
         if prefix.is_empty() && name == RECYCLE_BIN {
@@ -49,16 +65,15 @@ fn walk_into(dir: &Path, prefix: &str, tree: &mut Tree) -> Result<(), String> {
             format!("{prefix}/{name}")
         };
         let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| format!("stat {}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| walk_error("stat", &path, &e))?;
         if meta.is_dir() {
             tree.insert(rel.clone(), Node::Dir);
             walk_into(&path, &rel, tree)?;
         } else {
-            let data = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+            let data = std::fs::read(&path).map_err(|e| walk_error("read", &path, &e))?;
             if data.len() as u64 != meta.len() {
                 return Err(format!(
-                    "{rel}: stat says {} bytes, read gave {}",
+                    "{rel}: {SIZE_MISMATCH}: stat says {} bytes, read gave {}",
                     meta.len(),
                     data.len()
                 ));

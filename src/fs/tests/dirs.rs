@@ -25,6 +25,48 @@ async fn names(h: &Harness, ino: Ino) -> Vec<String> {
     out
 }
 
+/// The answers adapters take on their own thread agree with the full ones, and are given only
+/// when memory holds everything they need.
+#[tokio::test]
+async fn lookups_answered_from_memory_agree_with_full_ones() {
+    let h = Harness::new(tree());
+    assert!(
+        h.fs.lookup_now(ROOT_INO, OsStr::new("a.txt")).is_none(),
+        "never listed"
+    );
+    h.lookup_path("a.txt").await.unwrap();
+    // The listing's commit dropped the folder's cached record; this lookup reads it again.
+    let a = h.lookup_path("a.txt").await.unwrap();
+    let now =
+        h.fs.lookup_now(ROOT_INO, OsStr::new("a.txt"))
+            .unwrap()
+            .unwrap();
+    assert_eq!(now.attr, a.attr);
+    assert_eq!(h.fs.getattr_now(a.attr.ino).unwrap().unwrap().attr, a.attr);
+    assert_eq!(
+        h.fs.lookup_now(ROOT_INO, OsStr::new("../x"))
+            .unwrap()
+            .unwrap_err(),
+        FsError::NotFound
+    );
+    assert_eq!(
+        h.fs.lookup_now(ROOT_INO, OsStr::new(&"n".repeat(300)))
+            .unwrap()
+            .unwrap_err(),
+        FsError::NameTooLong
+    );
+    assert_eq!(
+        h.fs.lookup_now(ROOT_INO, OsStr::new("missing"))
+            .unwrap()
+            .unwrap_err(),
+        FsError::NotFound
+    );
+    // After a feed resync the listing and the record must be checked first.
+    h.fs.meta.mark_all_stale();
+    assert!(h.fs.lookup_now(ROOT_INO, OsStr::new("a.txt")).is_none());
+    assert!(h.fs.getattr_now(a.attr.ino).is_none());
+}
+
 #[tokio::test]
 async fn lookup_getattr_and_readdir() {
     let h = Harness::new(tree());

@@ -70,3 +70,32 @@ async fn server_errors_are_reported_without_going_offline() {
     ));
     assert!(!h.fs.is_offline());
 }
+
+/// After a long outage the probe waits long between tries; a read refused meanwhile makes
+/// it try again at once, so the server being back is noticed when someone needs it.
+#[tokio::test]
+async fn a_refused_read_makes_the_probe_try_at_once() {
+    let r = MemoryRemote::new();
+    r.add_file("ws/f", content(CHUNK as usize, 3));
+    let mut cfg = config();
+    cfg.offline_probe_min = Duration::from_millis(20);
+    cfg.offline_probe_max = Duration::from_secs(3600);
+    let h = Harness::with_config(r, cfg);
+    let f = h.lookup_path("f").await.unwrap().attr.ino;
+    h.remote.set_failure(Some(Failure::Offline));
+    let fh = h.fs.open(f, 0, Caller::default()).await.unwrap().fh;
+    assert_eq!(h.fs.read(f, fh, 0, 10).await.unwrap_err(), FsError::Offline);
+    // Six failed probes: the next one is 20 ms × 2⁶ ≈ 1.3 s away, then 2.6 s, 5 s...
+    let lists = h.remote.lists();
+    wait_until("six probes", || h.remote.lists() >= lists + 6).await;
+    h.remote.set_failure(None);
+    let started = Instant::now();
+    assert_eq!(h.fs.read(f, fh, 0, 10).await.unwrap_err(), FsError::Offline);
+    wait_until("the nudged probe to bring us back", || !h.fs.is_offline()).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "back after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.fs.read(f, fh, 0, 10).await.unwrap().len(), 10);
+}

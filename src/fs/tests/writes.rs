@@ -100,6 +100,33 @@ async fn create_write_read_back_and_journal_on_release() {
     assert_eq!(state, b"pending");
 }
 
+/// A listing or lookup that read a file's record while the file was being closed must not
+/// show the size from before the close (the kernel would then cut the file short).
+#[tokio::test]
+async fn a_record_read_during_a_close_shows_the_closed_size() {
+    let w = writable(tree());
+    w.fs.getattr(ROOT_INO).await.unwrap();
+    let (e, o) =
+        w.fs.create(ROOT_INO, OsStr::new("n"), 0o644, RW, Caller::default())
+            .await
+            .unwrap();
+    let ino = e.attr.ino;
+    w.fs.write(ino, o.fh, 0, b"606 bytes, say").await.unwrap();
+    let closes_before = w.fs.write_closes();
+    let read_before_close = w.fs.meta.get(ino).unwrap().unwrap();
+    assert_eq!(
+        read_before_close.size, 0,
+        "the index learns the size at close"
+    );
+    w.fs.flush(ino, o.fh).await.unwrap();
+    w.fs.release(ino, o.fh).await;
+    let attr =
+        w.fs.current_attr(read_before_close.clone(), closes_before)
+            .await
+            .unwrap();
+    assert_eq!(attr.size, 14);
+}
+
 #[tokio::test]
 async fn existing_content_is_copied_in_truncate_and_handles_share_one_file() {
     let w = writable(tree());
