@@ -266,22 +266,26 @@ impl<R: Remote> CellsFs<R> {
         rec: Arc<InodeRecord>,
         closes_before: u64,
     ) -> FsResult<Attr> {
-        let local = self.local_overrides(rec.ino);
-        if local.is_none() && !rec.is_dir() && self.write_closes() != closes_before {
-            let rec = self.record(rec.ino).await?;
-            return Ok(self.attr_of(&rec));
+        if let Some(attr) = self.current_attr_now(&rec, closes_before) {
+            return Ok(attr);
         }
-        Ok(self.attr_with(&rec, local))
+        let rec = self.record(rec.ino).await?;
+        Ok(self.attr_of(&rec))
     }
 
     /// [`Self::current_attr`] without waiting: `None` when the record must be read again.
-    pub(super) fn current_entry_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Entry> {
+    fn current_attr_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Attr> {
         let local = self.local_overrides(rec.ino);
         if local.is_none() && !rec.is_dir() && self.write_closes() != closes_before {
             return None;
         }
-        Some(Entry {
-            attr: self.attr_with(rec, local),
+        Some(self.attr_with(rec, local))
+    }
+
+    /// [`Self::current_attr_now`] as an entry for the kernel.
+    pub(super) fn current_entry_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Entry> {
+        self.current_attr_now(rec, closes_before).map(|attr| Entry {
+            attr,
             ttl: self.cfg.attr_ttl,
         })
     }

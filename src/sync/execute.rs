@@ -317,7 +317,11 @@ async fn delete(
     };
     let deletable = node.is_dir() || (node.version.is_some() && node.version.as_ref() == base);
     if deletable {
-        ctx.remote.delete(path).await?;
+        match ctx.remote.delete(path).await {
+            // Gone between the stat and the delete: what the operation wanted.
+            Ok(()) | Err(ClientError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         ctx.hooks.uploaded(path, None);
     } else {
         let p = path.clone();

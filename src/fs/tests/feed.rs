@@ -39,11 +39,7 @@ async fn change_events_update_and_invalidate() {
     .await
     .unwrap();
     wait_until("inval_entry(new.txt)", || {
-        h.inv
-            .entries
-            .lock()
-            .unwrap()
-            .contains(&(ROOT_INO, "new.txt".into()))
+        h.inv.has_entry(ROOT_INO, "new.txt")
     })
     .await;
     assert_eq!(h.lookup_path("new.txt").await.unwrap().attr.size, 1);
@@ -58,14 +54,7 @@ async fn change_events_update_and_invalidate() {
     }))
     .await
     .unwrap();
-    wait_until("inval_entry(a.txt)", || {
-        h.inv
-            .entries
-            .lock()
-            .unwrap()
-            .contains(&(ROOT_INO, "a.txt".into()))
-    })
-    .await;
+    wait_until("inval_entry(a.txt)", || h.inv.has_entry(ROOT_INO, "a.txt")).await;
 
     let source = h.remote.node("ws/new.txt");
     h.remote.remove("ws/new.txt");

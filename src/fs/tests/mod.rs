@@ -26,6 +26,14 @@ pub struct RecordingInvalidator {
     pub inodes: Mutex<Vec<Ino>>,
 }
 
+impl RecordingInvalidator {
+    /// Whether the kernel entry `name` of `parent` was invalidated.
+    pub fn has_entry(&self, parent: Ino, name: &str) -> bool {
+        let seen = self.entries.lock().unwrap();
+        seen.iter().any(|(p, n)| *p == parent && n == name)
+    }
+}
+
 impl Invalidator for RecordingInvalidator {
     fn inval_entry(&self, parent: Ino, name: &OsStr) {
         self.entries
