@@ -94,6 +94,17 @@ fn an_edit_written_but_never_closed_survives_a_kill() {
     assert_no_server_leftovers(&env);
 }
 
+/// The lines of the mount's log that explain a wrong outcome: warnings, errors and
+/// deferred operations (the whole log runs to thousands of debug lines).
+fn notable_log_lines(env: &Env) -> String {
+    let log = env.mount_log();
+    let notable: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("deferred"))
+        .collect();
+    notable[notable.len().saturating_sub(80)..].join("\n")
+}
+
 /// SplitMix64: a seeded generator the test can print and replay.
 struct Rng(u64);
 
@@ -323,14 +334,20 @@ fn random_kills_during_a_write_workload_lose_nothing_closed() {
     // The server's own folder of deleted files, not one of ours.
     on_server.remove("recycle_bin");
     let want: BTreeSet<String> = expected.keys().map(|n| n.to_string()).collect();
-    assert_eq!(on_server, want, "seed {seed}: names on the server");
+    assert_eq!(
+        on_server,
+        want,
+        "seed {seed}: names on the server; the mount's warnings:\n{}",
+        notable_log_lines(&env)
+    );
     for (n, content) in &expected {
         let got = std::fs::read(env.personal_dir().join(n)).expect("read the server's copy");
         assert!(
             got == **content,
-            "seed {seed}: {n} differs on the server ({} bytes, want {})",
+            "seed {seed}: {n} differs on the server ({} bytes, want {}); the mount's warnings:\n{}",
             got.len(),
-            content.len()
+            content.len(),
+            notable_log_lines(&env)
         );
     }
     assert_no_server_leftovers(&env);

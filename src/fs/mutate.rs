@@ -42,6 +42,9 @@ impl<R: Remote> CellsFs<R> {
         for dir in [&open_dir, &junk_dir] {
             std::fs::create_dir_all(dir).map_err(super::write::io_error)?;
         }
+        // Moves and deletes first: a recovered edit below is journaled under the file's
+        // name as the journal left it.
+        self.replay_journaled_moves(&journal)?;
         // Staging files of a previous run were never handed over (a crash before close):
         // their edits are journaled now rather than lost.
         let recovered = self.recover_open_files(&journal, &open_dir)?;
@@ -154,31 +157,34 @@ impl<R: Remote> CellsFs<R> {
                 .await
                 .map_err(super::errors::from_join_error)?;
             if let Err(e) = queued {
-                let _ = self.meta(move |m| m.delete_local(ino, false)).await;
+                let _ = self.meta(move |m| m.delete_local(ino, false, &[])).await;
                 return Err(sync_error(e));
             }
         }
         Ok(self.entry_of(&rec))
     }
 
-    /// Journals the removal of `rec`; returns whether the server side still has to change
-    /// (then the name is tombstoned until it has).
-    async fn journal_delete(&self, rec: &InodeRecord) -> FsResult<bool> {
+    /// Journals the removal of `rec`; returns the journal operation when the server side
+    /// still has to change (then the name is tombstoned until it has).
+    async fn journal_delete(&self, rec: &InodeRecord) -> FsResult<Option<i64>> {
         if rec.local == Some(LocalState::Junk) {
-            return Ok(false);
+            return Ok(None);
         }
         let journal = self.setup()?.journal.clone();
         let (path, base) = (rec.path.clone(), rec.version.clone());
-        let seq = tokio::task::spawn_blocking(move || journal.enqueue_delete(&path, base))
+        tokio::task::spawn_blocking(move || journal.enqueue_delete(&path, base))
             .await
             .map_err(super::errors::from_join_error)?
-            .map_err(sync_error)?;
-        Ok(seq.is_some())
+            .map_err(sync_error)
     }
 
-    async fn remove_local(&self, rec: &InodeRecord, tombstone: bool) -> FsResult<()> {
+    /// Removes `rec` from the index, applying the journal operation `journaled` (if any).
+    async fn remove_local(&self, rec: &InodeRecord, journaled: Option<i64>) -> FsResult<()> {
         let ino = rec.ino;
-        let changes = self.meta(move |m| m.delete_local(ino, tombstone)).await?;
+        let seqs: Vec<i64> = journaled.into_iter().collect();
+        let changes = self
+            .meta(move |m| m.delete_local(ino, !seqs.is_empty(), &seqs))
+            .await?;
         if rec.local == Some(LocalState::Junk) && !rec.is_dir() {
             let path = self.setup()?.junk_dir.join(ino.to_string());
             if !lock(&self.writes).contains_key(&ino) {
@@ -203,8 +209,8 @@ impl<R: Remote> CellsFs<R> {
         if rec.read_only {
             return Err(FsError::Denied("the server allows reading only".into()));
         }
-        let tombstone = self.journal_delete(&rec).await?;
-        self.remove_local(&rec, tombstone).await
+        let journaled = self.journal_delete(&rec).await?;
+        self.remove_local(&rec, journaled).await
     }
 
     pub(super) async fn do_rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
@@ -225,8 +231,8 @@ impl<R: Remote> CellsFs<R> {
         if !self.meta(move |m| m.child_inos(ino)).await?.is_empty() {
             return Err(FsError::NotEmpty);
         }
-        let tombstone = self.journal_delete(&rec).await?;
-        self.remove_local(&rec, tombstone).await
+        let journaled = self.journal_delete(&rec).await?;
+        self.remove_local(&rec, journaled).await
     }
 
     pub(super) async fn do_rename(
@@ -283,14 +289,14 @@ impl<R: Remote> CellsFs<R> {
             .path
             .join(&new_name)
             .map_err(|e| FsError::InvalidName(e.to_string()))?;
-        let tombstone = if src_junk {
-            false
+        let journaled = if src_junk {
+            Vec::new()
         } else {
             self.journal_move(&src, target.as_deref(), &to).await?
         };
         let (ino, np, nn) = (src.ino, new_parent, new_name.clone());
         let changes = self
-            .meta(move |m| m.rename_local(ino, np, &nn, tombstone))
+            .meta(move |m| m.rename_local(ino, np, &nn, !journaled.is_empty(), &journaled))
             .await?;
         drop(changes);
         Ok(())
@@ -298,22 +304,25 @@ impl<R: Remote> CellsFs<R> {
 
     /// Journals a move of `src` to `to`, replacing `target`: the replaced node is deleted
     /// first (with the version the user saw, so a newer server version is kept), then moved.
+    /// Returns the journal operations, in order.
     async fn journal_move(
         &self,
         src: &InodeRecord,
         target: Option<&InodeRecord>,
         to: &RemotePath,
-    ) -> FsResult<bool> {
+    ) -> FsResult<Vec<i64>> {
+        let mut seqs = Vec::new();
         if let Some(t) = target {
-            self.journal_delete(t).await?;
+            seqs.extend(self.journal_delete(t).await?);
         }
         let journal = self.setup()?.journal.clone();
         let (from, to) = (src.path.clone(), to.clone());
-        tokio::task::spawn_blocking(move || journal.enqueue_rename(&from, &to))
+        let seq = tokio::task::spawn_blocking(move || journal.enqueue_rename(&from, &to))
             .await
             .map_err(super::errors::from_join_error)?
             .map_err(sync_error)?;
-        Ok(true)
+        seqs.push(seq);
+        Ok(seqs)
     }
 
     pub(super) async fn do_setattr(&self, ino: Ino, attr: SetAttr) -> FsResult<Entry> {

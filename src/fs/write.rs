@@ -187,7 +187,7 @@ impl<R: Remote> CellsFs<R> {
             let file = match file {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = meta.delete_local(ino, false);
+                    let _ = meta.delete_local(ino, false, &[]);
                     return Err(io_error(e));
                 }
             };
@@ -200,7 +200,7 @@ impl<R: Remote> CellsFs<R> {
                 };
                 if let Err(e) = meta.record_open_staging(&staging) {
                     let _ = std::fs::remove_file(&path);
-                    let _ = meta.delete_local(ino, false);
+                    let _ = meta.delete_local(ino, false, &[]);
                     return Err(meta_err(e));
                 }
             }
@@ -496,11 +496,9 @@ impl<R: Remote> CellsFs<R> {
                 kind: HashKind::CellsHash,
                 value: enqueued.cells_hash,
             };
+            let staging_name = super::open_staging::file_name(&src);
             let recorded = meta
-                .forget_open_staging(&super::open_staging::file_name(&src))
-                .and_then(|()| {
-                    meta.set_local_content(ino, size, mtime, Some(&version), LocalState::Pending)
-                })
+                .hand_over_open_staging(&staging_name, ino, size, mtime, &version)
                 .map_err(meta_err);
             HandOver::Journaled(version, recorded)
         })

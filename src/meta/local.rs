@@ -9,7 +9,7 @@ use super::schema::{kind_to_sql, version_to_sql};
 use super::{MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::Ino;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Why a row differs from the server's view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,21 +141,7 @@ impl MetaStore {
         version: Option<&ContentVersion>,
         state: LocalState,
     ) -> MetaResult<()> {
-        let conn = self.conn();
-        let (vk, vv) = version_to_sql(version);
-        conn.execute(
-            "UPDATE inodes SET size = ?2, mtime = ?3, version_kind = ?4, version_value = ?5,
-             local_state = ?6, local_error = NULL, seen_at = ?7 WHERE ino = ?1",
-            params![
-                ino as i64,
-                size as i64,
-                mtime,
-                vk,
-                vv,
-                state.to_sql(),
-                now_ms()
-            ],
-        )?;
+        write_local_content(&self.conn(), ino, size, mtime, version, state)?;
         self.inner.by_ino.invalidate(&ino);
         Ok(())
     }
@@ -188,8 +174,14 @@ impl MetaStore {
     }
 
     /// Removes `ino` (and its subtree) after a local delete. With `tombstone`, the name stays
-    /// hidden from listings until the delete reaches the server.
-    pub fn delete_local(&self, ino: Ino, tombstone: bool) -> MetaResult<Vec<MetaChange>> {
+    /// hidden from listings until the delete reaches the server. `journaled`: the journal
+    /// operations this applies, recorded in the same transaction.
+    pub fn delete_local(
+        &self,
+        ino: Ino,
+        tombstone: bool,
+        journaled: &[i64],
+    ) -> MetaResult<Vec<MetaChange>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut log = ApplyLog::new(now_ms());
@@ -203,6 +195,7 @@ impl MetaStore {
             detach(&tx, &mut log, &rec)?;
             purge_detached(&tx, &mut log)?;
         }
+        super::applied::record(&tx, journaled)?;
         tx.commit()?;
         self.invalidate(&log.changes, &log.touched, log.paths_rewritten);
         Ok(log.changes)
@@ -210,13 +203,15 @@ impl MetaStore {
 
     /// Moves `ino` to `new_name` in `new_parent`, replacing (deleting) whatever row had that
     /// name. The moved row becomes pending; with `tombstone`, the old name stays hidden from
-    /// listings until the move reaches the server.
+    /// listings until the move reaches the server. `journaled`: the journal operations this
+    /// applies, recorded in the same transaction.
     pub fn rename_local(
         &self,
         ino: Ino,
         new_parent: Ino,
         new_name: &str,
         tombstone: bool,
+        journaled: &[i64],
     ) -> MetaResult<Vec<MetaChange>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -268,6 +263,7 @@ impl MetaStore {
             )?;
             log.paths_rewritten = true;
         }
+        super::applied::record(&tx, journaled)?;
         tx.commit()?;
         log.changes.push(MetaChange::EntryGone {
             parent: rec.parent,
@@ -339,4 +335,31 @@ impl MetaStore {
         }
         Ok(cleared)
     }
+}
+
+/// The row update of [`MetaStore::set_local_content`], inside the caller's connection or
+/// transaction (the caller invalidates the cached record).
+pub(super) fn write_local_content(
+    conn: &Connection,
+    ino: Ino,
+    size: u64,
+    mtime: i64,
+    version: Option<&ContentVersion>,
+    state: LocalState,
+) -> MetaResult<()> {
+    let (vk, vv) = version_to_sql(version);
+    conn.execute(
+        "UPDATE inodes SET size = ?2, mtime = ?3, version_kind = ?4, version_value = ?5,
+         local_state = ?6, local_error = NULL, seen_at = ?7 WHERE ino = ?1",
+        params![
+            ino as i64,
+            size as i64,
+            mtime,
+            vk,
+            vv,
+            state.to_sql(),
+            now_ms()
+        ],
+    )?;
+    Ok(())
 }

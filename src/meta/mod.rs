@@ -4,6 +4,7 @@
 //!
 //! All methods block (SQLite); async callers run them on `spawn_blocking`.
 
+mod applied;
 mod apply;
 mod listing;
 mod local;

@@ -4,7 +4,7 @@
 //! happened), instead of losing it.
 
 use super::schema::version_to_sql;
-use super::{MetaResult, MetaStore, now_ms};
+use super::{LocalState, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, HashKind};
 use crate::fs::Ino;
 use rusqlite::params;
@@ -64,6 +64,33 @@ impl MetaStore {
     pub fn forget_open_staging(&self, file: &str) -> MetaResult<()> {
         self.conn()
             .execute("DELETE FROM open_staging WHERE file = ?1", [file])?;
+        Ok(())
+    }
+
+    /// A staging file handed to the journal as `version`: its record goes and the inode
+    /// shows the saved content, in one transaction. (Two would let a kill between them leave
+    /// the index at the old version with nothing left to tell a restart otherwise.)
+    pub fn hand_over_open_staging(
+        &self,
+        file: &str,
+        ino: Ino,
+        size: u64,
+        mtime: i64,
+        version: &ContentVersion,
+    ) -> MetaResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM open_staging WHERE file = ?1", [file])?;
+        super::local::write_local_content(
+            &tx,
+            ino,
+            size,
+            mtime,
+            Some(version),
+            LocalState::Pending,
+        )?;
+        tx.commit()?;
+        self.inner.by_ino.invalidate(&ino);
         Ok(())
     }
 

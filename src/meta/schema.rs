@@ -81,10 +81,13 @@ pub fn open_connection(state_dir: &Path) -> Result<Connection, MetaError> {
     if version != 0 && version != SCHEMA_VERSION {
         conn.execute_batch(
             "DROP TABLE IF EXISTS inodes; DROP TABLE IF EXISTS listing_stage;
-             DROP TABLE IF EXISTS settings; DROP TABLE IF EXISTS tombstones;",
+             DROP TABLE IF EXISTS settings; DROP TABLE IF EXISTS tombstones;
+             DROP TABLE IF EXISTS applied_ops;",
         )?;
     }
+    let had_index = super::applied::inodes_table_exists(&conn)?;
     conn.execute_batch(TABLES)?;
+    super::applied::create_table(&conn, had_index)?;
     super::pins::create_tables(&conn)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     // A listing interrupted by a crash left half a folder here; it is simply redone.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::client::HashKind;
+use std::collections::HashSet;
 
 fn file(name: &str, uuid: &str, hash: &str) -> StagedNode {
     StagedNode {
@@ -286,5 +287,34 @@ fn an_unchanged_relisting_keeps_cached_records_and_refreshes_seen_at() {
     assert_eq!(
         store.get(before.ino).unwrap().unwrap().seen_at,
         cached.seen_at
+    );
+}
+
+#[test]
+fn applied_journal_ops_are_recorded_and_unknown_after_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = MetaStore::open(dir.path(), &root()).unwrap();
+        assert_eq!(store.applied_journal_ops().unwrap(), Some(HashSet::new()));
+        store.mark_journal_ops_applied(&[3, 5]).unwrap();
+        store
+            .forget_applied_journal_ops_except(&HashSet::from([5, 9]))
+            .unwrap();
+        assert_eq!(
+            store.applied_journal_ops().unwrap(),
+            Some(HashSet::from([5]))
+        );
+        // An index written before the record existed.
+        store
+            .conn()
+            .execute_batch("DROP TABLE applied_ops")
+            .unwrap();
+    }
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    assert_eq!(store.applied_journal_ops().unwrap(), None);
+    store.mark_journal_ops_applied(&[7]).unwrap();
+    assert_eq!(
+        store.applied_journal_ops().unwrap(),
+        Some(HashSet::from([7]))
     );
 }

@@ -318,8 +318,15 @@ async fn delete(
     let deletable = node.is_dir() || (node.version.is_some() && node.version.as_ref() == base);
     if deletable {
         match ctx.remote.delete(path).await {
-            // Gone between the stat and the delete: what the operation wanted.
+            // Gone between the stat and the delete (most likely deleted by this operation's
+            // own run that a crash cut short, which the server finished only now): what the
+            // operation wanted.
             Ok(()) | Err(ClientError::NotFound(_)) => {}
+            Err(e @ ClientError::JobFailed(_)) => {
+                if stat_opt(ctx, path).await?.is_some() {
+                    return Err(e.into());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
         ctx.hooks.uploaded(path, None);
@@ -348,7 +355,17 @@ async fn rename(ctx: &Ctx, from: &RemotePath, to: &RemotePath) -> Result<(), Fai
     };
     match ctx.remote.rename(from, &dest).await {
         Ok(()) => {}
-        Err(ClientError::NotFound(_)) => {
+        Err(e @ (ClientError::NotFound(_) | ClientError::JobFailed(_))) => {
+            if stat_opt(ctx, from).await?.is_none() {
+                // Moved between the stat and the move: most likely by this operation's own
+                // run that a crash cut short, whose request the server finished only now.
+                tracing::debug!("{from} was moved meanwhile; nothing left to move: {e}");
+                ctx.hooks.uploaded(to, None);
+                return Ok(());
+            }
+            if !matches!(e, ClientError::NotFound(_)) {
+                return Err(e.into());
+            }
             // The target folder is missing on the server (removed there): recreate it.
             ctx.remote.mkdir(&dest.parent()).await?;
             ctx.remote.rename(from, &dest).await?;
@@ -361,3 +378,7 @@ async fn rename(ctx: &Ctx, from: &RemotePath, to: &RemotePath) -> Result<(), Fai
     ctx.hooks.uploaded(&dest, None);
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "execute_tests.rs"]
+mod tests;

@@ -384,9 +384,13 @@ impl Journal {
     ) -> Result<(i64, bool, Option<(String, String)>), SyncError> {
         let mut inner = self.lock();
         let latest = latest_touching(&inner.ops, path);
+        // An upload that started may have reached the server before a crash or a failure:
+        // its content is then the server's version, and the next save must be checked
+        // against it, not against the older base a merged entry would keep.
         if let Some(seq) = latest
             && !inner.in_flight.contains(&seq)
             && let Some(op) = inner.ops.get(&seq)
+            && op.started_target.is_none()
             && let OpKind::Upload { path: p, .. } = &op.kind
             && p == path
         {
@@ -412,6 +416,7 @@ impl Journal {
             op.not_before_ms = 0;
             op.last_error = None;
             schema::update(&inner.conn, &op)?;
+            tracing::debug!(seq, "a new save of {path} replaces the queued one");
             inner.ops.insert(seq, op);
             return Ok((seq, true, Some(old)));
         }
@@ -485,6 +490,10 @@ impl Journal {
             dropped = Some((staging.clone(), cells_hash.clone()));
             inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
             inner.ops.remove(&seq);
+            tracing::debug!(
+                seq,
+                "the queued save of {path} is dropped: the file was deleted"
+            );
         }
         let seq = if dropped.is_some() && base.is_none() {
             None
@@ -640,6 +649,7 @@ impl Journal {
 
 fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
     let seq = schema::insert(&inner.conn, &kind)?;
+    tracing::debug!(seq, "journaled {kind:?}");
     inner.ops.insert(
         seq,
         Op {

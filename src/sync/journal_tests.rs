@@ -127,6 +127,42 @@ fn an_in_flight_save_is_not_replaced() {
     assert_eq!(j.claim_ready(10).0[0].seq, again.seq);
 }
 
+/// A kill after an upload started: its bytes may be on the server, so a later save (the
+/// crash recovery of an edit made on top of it) queues behind it instead of replacing it.
+#[test]
+fn a_save_after_a_started_upload_is_not_merged_into_it() {
+    let state = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let first = {
+        let j = Journal::open(state.path(), None).unwrap();
+        let first = j
+            .enqueue_upload(&p("ws/a.txt"), &file(src.path(), "1", b"v1"), None)
+            .unwrap();
+        let (claimed, _) = j.claim_ready(10);
+        j.mark_started(claimed[0].seq, &p("ws/a.txt")).unwrap();
+        first
+    };
+    let j = Journal::open(state.path(), None).unwrap();
+    let v1 = ContentVersion {
+        kind: HashKind::CellsHash,
+        value: first.cells_hash.clone(),
+    };
+    let again = j
+        .enqueue_upload(
+            &p("ws/a.txt"),
+            &file(src.path(), "2", b"v2"),
+            Some(v1.clone()),
+        )
+        .unwrap();
+    assert!(!again.coalesced);
+    let ops = j.pending();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert!(
+        matches!(&ops[0].kind, OpKind::Upload { cells_hash, .. } if *cells_hash == first.cells_hash)
+    );
+    assert!(matches!(&ops[1].kind, OpKind::Upload { base: Some(b), .. } if *b == v1));
+}
+
 #[test]
 fn deleting_a_new_file_that_never_left_cancels_both() {
     let state = tempfile::tempdir().unwrap();

@@ -176,7 +176,16 @@ async fn supervise(ctx: Arc<Ctx>, stopping: Arc<AtomicBool>) {
             let seq = op.seq;
             let ctx = ctx.clone();
             let handle = workers.spawn(async move {
+                tracing::debug!(
+                    seq,
+                    "{} of {} started",
+                    op.kind.label(),
+                    op.kind.main_path()
+                );
                 let result = run(&ctx, &op).await;
+                if result.is_ok() {
+                    tracing::debug!(seq, "{} of {} done", op.kind.label(), op.kind.main_path());
+                }
                 settle(&ctx, &op, result).await;
                 seq
             });

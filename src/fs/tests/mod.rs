@@ -6,6 +6,7 @@ mod feed;
 mod fetch_spans;
 mod offline;
 mod reads;
+mod replay;
 mod stale;
 mod writes;
 
