@@ -116,19 +116,38 @@ impl<R: Remote> CellsFs<R> {
         let name = child_name(name)?;
         let dir = self.writable_dir(parent).await?;
         if let Some(existing) = self.child_of(parent, &name).await? {
-            if flags & libc::O_EXCL != 0 {
-                return Err(FsError::Exists);
-            }
-            if existing.is_dir() {
-                return Err(FsError::IsDir);
-            }
-            let opened = self.do_open(existing.ino, flags).await?;
-            return Ok((self.entry_of(&existing), opened));
+            return self.create_existing(&existing, flags).await;
         }
         let node = Self::new_local(&dir, &name, NodeKind::File);
-        let (rec, w) = self.create_local_file(&dir, node).await?;
+        let (rec, w) = match self.create_local_file(&dir, node).await {
+            Ok(made) => made,
+            Err(e) => {
+                // The change feed or a listing may have brought the name in since the check
+                // above (the index refuses a second row of one name): the file exists now.
+                if let Some(existing) = self.child_of(parent, &name).await? {
+                    return self.create_existing(&existing, flags).await;
+                }
+                return Err(e);
+            }
+        };
         let opened = self.register_local_handle(rec.ino, &rec, Some(w));
         Ok((self.entry_of(&rec), opened))
+    }
+
+    /// `create` of a name that exists: `O_EXCL` refuses, otherwise the file is opened.
+    async fn create_existing(
+        &self,
+        existing: &InodeRecord,
+        flags: i32,
+    ) -> FsResult<(Entry, OpenReply)> {
+        if flags & libc::O_EXCL != 0 {
+            return Err(FsError::Exists);
+        }
+        if existing.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        let opened = self.do_open(existing.ino, flags).await?;
+        Ok((self.entry_of(existing), opened))
     }
 
     pub(super) async fn do_mknod(&self, parent: Ino, name: &OsStr, mode: u32) -> FsResult<Entry> {
@@ -179,11 +198,16 @@ impl<R: Remote> CellsFs<R> {
     }
 
     /// Removes `rec` from the index, applying the journal operation `journaled` (if any).
+    /// The name is tombstoned while the journal still changes it on the server: else the
+    /// server's state in between (say, a file moved there and about to be moved on) would
+    /// show through.
     async fn remove_local(&self, rec: &InodeRecord, journaled: Option<i64>) -> FsResult<()> {
         let ino = rec.ino;
+        let tombstone = journaled.is_some()
+            || (rec.local != Some(LocalState::Junk) && self.setup()?.journal.touches(&rec.path));
         let seqs: Vec<i64> = journaled.into_iter().collect();
         let changes = self
-            .meta(move |m| m.delete_local(ino, !seqs.is_empty(), &seqs))
+            .meta(move |m| m.delete_local(ino, tombstone, &seqs))
             .await?;
         if rec.local == Some(LocalState::Junk) && !rec.is_dir() {
             let path = self.setup()?.junk_dir.join(ino.to_string());

@@ -262,6 +262,11 @@ impl Journal {
         self.lock().from_earlier_run.remove(&seq);
     }
 
+    /// True while a pending operation touches `path` (itself, above or below it).
+    pub fn touches(&self, path: &RemotePath) -> bool {
+        latest_touching(&self.lock().ops, path).is_some()
+    }
+
     /// The version the last pending operation on `path` leaves there, when that operation is
     /// an upload of exactly `path`: (size, Cells hash).
     pub fn pending_version(&self, path: &RemotePath) -> Option<(u64, String)> {

@@ -271,6 +271,37 @@ async fn unlink_while_open_keeps_the_handle_and_listings_respect_tombstones() {
     }
 }
 
+/// A new file made under a name the journal is still moving away, then deleted before its
+/// save left: nothing of it goes to the server, and the name stays hidden until the move
+/// is done (else a listing would show the server's copy the move is about to take away).
+#[tokio::test]
+async fn a_new_file_deleted_under_a_name_still_being_moved_stays_hidden() {
+    let w = writable(tree());
+    lookup(&w, ROOT_INO, "a.txt").await.unwrap();
+    let (a, b) = (OsStr::new("a.txt"), OsStr::new("b.txt"));
+    let flags = RenameFlags::default();
+    w.fs.rename(ROOT_INO, a, ROOT_INO, b, flags).await.unwrap();
+    let (e, o) =
+        w.fs.create(ROOT_INO, a, 0o644, RW, Caller::default())
+            .await
+            .unwrap();
+    w.fs.write(e.attr.ino, o.fh, 0, b"short-lived")
+        .await
+        .unwrap();
+    w.fs.release(e.attr.ino, o.fh).await;
+    w.fs.unlink(ROOT_INO, a).await.unwrap();
+    let pending = ops(&w);
+    assert!(
+        matches!(&pending[..], [OpKind::Rename { .. }]),
+        "{pending:?}"
+    );
+    relist(&w, ROOT_INO).await;
+    assert_eq!(
+        lookup(&w, ROOT_INO, "a.txt").await.unwrap_err(),
+        FsError::NotFound
+    );
+}
+
 /// The uploader's side: the operations on `path` leave the journal.
 fn complete_ops_on(w: &Writable, path: &RemotePath) {
     for op in w.journal.pending() {
