@@ -183,31 +183,29 @@ impl<R: Remote> CellsFs<R> {
         Ok(self.entry_of(&rec))
     }
 
-    /// Journals the removal of `rec`; returns the journal operation when the server side
-    /// still has to change (then the name is tombstoned until it has).
+    /// Journals the removal of `rec`; returns the journal operation (none for desktop junk,
+    /// which never leaves).
     async fn journal_delete(&self, rec: &InodeRecord) -> FsResult<Option<i64>> {
         if rec.local == Some(LocalState::Junk) {
             return Ok(None);
         }
         let journal = self.setup()?.journal.clone();
         let (path, base) = (rec.path.clone(), rec.version.clone());
-        tokio::task::spawn_blocking(move || journal.enqueue_delete(&path, base))
+        let seq = tokio::task::spawn_blocking(move || journal.enqueue_delete(&path, base))
             .await
             .map_err(super::errors::from_join_error)?
-            .map_err(sync_error)
+            .map_err(sync_error)?;
+        Ok(Some(seq))
     }
 
     /// Removes `rec` from the index, applying the journal operation `journaled` (if any).
-    /// The name is tombstoned while the journal still changes it on the server: else the
-    /// server's state in between (say, a file moved there and about to be moved on) would
-    /// show through.
+    /// The name is tombstoned until that operation is done: else the server's state in
+    /// between (say, a file moved there and about to be moved on) would show through.
     async fn remove_local(&self, rec: &InodeRecord, journaled: Option<i64>) -> FsResult<()> {
         let ino = rec.ino;
-        let tombstone = journaled.is_some()
-            || (rec.local != Some(LocalState::Junk) && self.setup()?.journal.touches(&rec.path));
         let seqs: Vec<i64> = journaled.into_iter().collect();
         let changes = self
-            .meta(move |m| m.delete_local(ino, tombstone, &seqs))
+            .meta(move |m| m.delete_local(ino, !seqs.is_empty(), &seqs))
             .await?;
         if rec.local == Some(LocalState::Junk) && !rec.is_dir() {
             let path = self.setup()?.junk_dir.join(ino.to_string());

@@ -313,6 +313,8 @@ async fn delete(
     base: Option<&ContentVersion>,
 ) -> Result<(), Failure> {
     let Some(node) = stat_opt(ctx, path).await? else {
+        // Never reached the server (a new file deleted before its save left), or gone.
+        ctx.hooks.uploaded(path, None);
         return Ok(());
     };
     let deletable = node.is_dir() || (node.version.is_some() && node.version.as_ref() == base);

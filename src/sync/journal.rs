@@ -262,11 +262,6 @@ impl Journal {
         self.lock().from_earlier_run.remove(&seq);
     }
 
-    /// True while a pending operation touches `path` (itself, above or below it).
-    pub fn touches(&self, path: &RemotePath) -> bool {
-        latest_touching(&self.lock().ops, path).is_some()
-    }
-
     /// The version the last pending operation on `path` leaves there, when that operation is
     /// an upload of exactly `path`: (size, Cells hash).
     pub fn pending_version(&self, path: &RemotePath) -> Option<(u64, String)> {
@@ -468,12 +463,15 @@ impl Journal {
     }
 
     /// Journals a delete. A pending save of the same path that never started is dropped
-    /// instead of uploaded: for a new file nothing reaches the server at all (`Ok(None)`).
+    /// instead of uploaded, in the same transaction. The delete is journaled even for a new
+    /// file that never left (the server then answers "not found", one request): it is the
+    /// record a start after a kill replays on the index (`fs::replay`), and without it the
+    /// file would show again there.
     pub fn enqueue_delete(
         &self,
         path: &RemotePath,
         base: Option<ContentVersion>,
-    ) -> Result<Option<i64>, SyncError> {
+    ) -> Result<i64, SyncError> {
         check_path(path)?;
         let mut inner = self.lock();
         let mut base = base;
@@ -492,27 +490,28 @@ impl Journal {
             && p == path
         {
             base = upload_base.clone();
-            dropped = Some((staging.clone(), cells_hash.clone()));
-            inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
-            inner.ops.remove(&seq);
+            dropped = Some((seq, staging.clone(), cells_hash.clone()));
+        }
+        let kind = OpKind::Delete {
+            path: path.clone(),
+            base,
+        };
+        let tx = inner.conn.unchecked_transaction()?;
+        if let Some((seq, ..)) = &dropped {
+            tx.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
+        }
+        let seq = schema::insert(&tx, &kind)?;
+        tx.commit()?;
+        if let Some((dropped_seq, ..)) = &dropped {
+            inner.ops.remove(dropped_seq);
             tracing::debug!(
-                seq,
+                seq = dropped_seq,
                 "the queued save of {path} is dropped: the file was deleted"
             );
         }
-        let seq = if dropped.is_some() && base.is_none() {
-            None
-        } else {
-            Some(insert_op(
-                &mut inner,
-                OpKind::Delete {
-                    path: path.clone(),
-                    base,
-                },
-            )?)
-        };
+        remember_op(&mut inner, seq, kind);
         drop(inner);
-        if let Some((name, hash)) = dropped {
+        if let Some((_, name, hash)) = dropped {
             self.forget_staged(&name, &hash);
         }
         self.notify();
@@ -654,6 +653,12 @@ impl Journal {
 
 fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
     let seq = schema::insert(&inner.conn, &kind)?;
+    remember_op(inner, seq, kind);
+    Ok(seq)
+}
+
+/// The in-memory side of a row just inserted as `seq`.
+fn remember_op(inner: &mut Inner, seq: i64, kind: OpKind) {
     tracing::debug!(seq, "journaled {kind:?}");
     inner.ops.insert(
         seq,
@@ -667,7 +672,6 @@ fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
             started_target: None,
         },
     );
-    Ok(seq)
 }
 
 /// The newest pending op touching `path` (same path, above or below it, either rename end).
