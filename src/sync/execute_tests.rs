@@ -5,7 +5,6 @@ use super::*;
 use crate::client::{ClientResult, ListPage, UploadOutcome};
 use crate::fs::testing::MemoryRemote;
 use crate::sync::NoHooks;
-use crate::sync::op::OpState;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
@@ -60,15 +59,7 @@ fn ctx(state: &Path, tree: MemoryRemote) -> Ctx {
 }
 
 fn op(kind: OpKind) -> Op {
-    Op {
-        seq: 1,
-        kind,
-        state: OpState::Queued,
-        attempts: 0,
-        not_before_ms: 0,
-        last_error: None,
-        started_target: None,
-    }
+    Op::queued(1, kind)
 }
 
 #[tokio::test]

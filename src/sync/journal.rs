@@ -660,18 +660,7 @@ fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
 /// The in-memory side of a row just inserted as `seq`.
 fn remember_op(inner: &mut Inner, seq: i64, kind: OpKind) {
     tracing::debug!(seq, "journaled {kind:?}");
-    inner.ops.insert(
-        seq,
-        Op {
-            seq,
-            kind,
-            state: OpState::Queued,
-            attempts: 0,
-            not_before_ms: 0,
-            last_error: None,
-            started_target: None,
-        },
-    );
+    inner.ops.insert(seq, Op::queued(seq, kind));
 }
 
 /// The newest pending op touching `path` (same path, above or below it, either rename end).

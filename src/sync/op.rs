@@ -86,3 +86,18 @@ pub struct Op {
     /// starts so that a restart knows an upload may have been interrupted there.
     pub started_target: Option<RemotePath>,
 }
+
+impl Op {
+    /// A new operation, queued and never tried.
+    pub fn queued(seq: i64, kind: OpKind) -> Self {
+        Op {
+            seq,
+            kind,
+            state: OpState::Queued,
+            attempts: 0,
+            not_before_ms: 0,
+            last_error: None,
+            started_target: None,
+        }
+    }
+}

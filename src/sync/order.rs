@@ -123,15 +123,7 @@ mod tests {
     }
 
     fn op(seq: i64, kind: OpKind) -> Op {
-        Op {
-            seq,
-            kind,
-            state: OpState::Queued,
-            attempts: 0,
-            not_before_ms: 0,
-            last_error: None,
-            started_target: None,
-        }
+        Op::queued(seq, kind)
     }
 
     fn upload(seq: i64, path: &str) -> Op {
