@@ -146,7 +146,7 @@ impl<R: Remote> CellsFs<R> {
         if name.len() > crate::names::MAX_NAME_BYTES {
             return Err(FsError::NameTooLong);
         }
-        if validate_name(name).is_err() || is_desktop_junk(name) {
+        if validate_name(name).is_err() {
             return Err(FsError::NotFound);
         }
         Ok(name)
@@ -166,7 +166,8 @@ impl<R: Remote> CellsFs<R> {
         if !dir.is_dir() {
             return Some(Err(FsError::NotDir));
         }
-        if !self.listing_current(&dir) {
+        // Desktop junk lives on this machine only: the index alone answers, listed or not.
+        if !is_desktop_junk(name) && !self.listing_current(&dir) {
             return None;
         }
         let rec = match self.meta.try_child(parent, name)? {
@@ -180,6 +181,14 @@ impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
         let name = Self::lookup_name(name)?;
         let closes_before = self.write_closes();
+        if is_desktop_junk(name) {
+            // Kept on this machine only: the index answers, never the server (a lookup of
+            // a `.DS_Store` that does not exist must not cost a listing).
+            return match self.meta_point_read(|m| m.child(parent, name))? {
+                Some(rec) => self.current_entry(rec, closes_before).await,
+                None => Err(FsError::NotFound),
+            };
+        }
         let dir = self.record(parent).await?;
         let served_stale = self.ensure_listed_or_stale(&dir, true).await?;
         // Hot path (`ls -l` once the kernel's entries expired): a cached child needs no

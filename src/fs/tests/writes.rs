@@ -307,6 +307,36 @@ async fn a_new_file_deleted_under_a_name_still_being_moved_stays_hidden() {
     );
 }
 
+/// A desktop junk file made here is found again by every lookup (the kernel forgets its
+/// entry after a second; Finder reads its `.DS_Store` back), with no server request.
+#[tokio::test]
+async fn a_desktop_junk_file_made_here_is_found_again() {
+    let w = writable(tree());
+    lookup(&w, ROOT_INO, "a.txt").await.unwrap();
+    let junk = OsStr::new(".DS_Store");
+    let (e, o) =
+        w.fs.create(ROOT_INO, junk, 0o644, RW, Caller::default())
+            .await
+            .unwrap();
+    w.fs.release(e.attr.ino, o.fh).await;
+    let lists = w.remote.lists();
+    let found = w.fs.lookup(ROOT_INO, junk).await.unwrap();
+    assert_eq!(found.attr.ino, e.attr.ino);
+    // The FUSE thread's answer, when it gives one, agrees (`None` falls back to `lookup`).
+    let now = w.fs.lookup_now(ROOT_INO, junk);
+    assert!(
+        now.as_ref()
+            .is_none_or(|r| r.as_ref().is_ok_and(|n| n.attr.ino == e.attr.ino)),
+        "{now:?}"
+    );
+    w.fs.meta.mark_stale(ROOT_INO).unwrap();
+    assert_eq!(
+        w.fs.lookup(ROOT_INO, junk).await.unwrap().attr.ino,
+        e.attr.ino
+    );
+    assert_eq!(w.remote.lists(), lists, "no listing for a junk name");
+}
+
 /// The uploader's side: the operations on `path` leave the journal.
 fn complete_ops_on(w: &Writable, path: &RemotePath) {
     for op in w.journal.pending() {
