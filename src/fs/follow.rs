@@ -37,7 +37,7 @@ impl<R: Remote> CellsFs<R> {
                 if !parent.is_dir() {
                     return Ok(Vec::new());
                 }
-                m.rename_local(row.ino, parent.ino, new.name(), false, &[])
+                m.rename_local(row.ino, parent.ino, new.name(), &[])
             })
             .await?;
         self.deliver(changes);

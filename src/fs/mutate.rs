@@ -176,7 +176,7 @@ impl<R: Remote> CellsFs<R> {
                 .await
                 .map_err(super::errors::from_join_error)?;
             if let Err(e) = queued {
-                let _ = self.meta(move |m| m.delete_local(ino, false, &[])).await;
+                let _ = self.meta(move |m| m.delete_local(ino, &[])).await;
                 return Err(sync_error(e));
             }
         }
@@ -204,9 +204,7 @@ impl<R: Remote> CellsFs<R> {
     async fn remove_local(&self, rec: &InodeRecord, journaled: Option<i64>) -> FsResult<()> {
         let ino = rec.ino;
         let seqs: Vec<i64> = journaled.into_iter().collect();
-        let changes = self
-            .meta(move |m| m.delete_local(ino, !seqs.is_empty(), &seqs))
-            .await?;
+        let changes = self.meta(move |m| m.delete_local(ino, &seqs)).await?;
         if rec.local == Some(LocalState::Junk) && !rec.is_dir() {
             let path = self.setup()?.junk_dir.join(ino.to_string());
             if !lock(&self.writes).contains_key(&ino) {
@@ -318,7 +316,7 @@ impl<R: Remote> CellsFs<R> {
         };
         let (ino, np, nn) = (src.ino, new_parent, new_name.clone());
         let changes = self
-            .meta(move |m| m.rename_local(ino, np, &nn, !journaled.is_empty(), &journaled))
+            .meta(move |m| m.rename_local(ino, np, &nn, &journaled))
             .await?;
         drop(changes);
         Ok(())

@@ -32,9 +32,7 @@ impl<R: Remote> CellsFs<R> {
             let done = match &op.kind {
                 OpKind::Delete { path, .. } => match self.meta.by_path(path).map_err(meta_err)? {
                     Some(rec) => {
-                        self.meta
-                            .delete_local(rec.ino, true, &seq)
-                            .map_err(meta_err)?;
+                        self.meta.delete_local(rec.ino, &seq).map_err(meta_err)?;
                         tracing::warn!("{path}: the delete cut short by a crash is applied");
                         true
                     }
@@ -46,7 +44,7 @@ impl<R: Remote> CellsFs<R> {
                     match (rec, dir.filter(|d| d.is_dir())) {
                         (Some(rec), Some(dir)) => {
                             self.meta
-                                .rename_local(rec.ino, dir.ino, to.name(), true, &seq)
+                                .rename_local(rec.ino, dir.ino, to.name(), &seq)
                                 .map_err(meta_err)?;
                             tracing::warn!(
                                 "{from}: the move to {to} cut short by a crash is applied"

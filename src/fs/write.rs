@@ -187,7 +187,7 @@ impl<R: Remote> CellsFs<R> {
             let file = match file {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = meta.delete_local(ino, false, &[]);
+                    let _ = meta.delete_local(ino, &[]);
                     return Err(io_error(e));
                 }
             };
@@ -200,7 +200,7 @@ impl<R: Remote> CellsFs<R> {
                 };
                 if let Err(e) = meta.record_open_staging(&staging) {
                     let _ = std::fs::remove_file(&path);
-                    let _ = meta.delete_local(ino, false, &[]);
+                    let _ = meta.delete_local(ino, &[]);
                     return Err(meta_err(e));
                 }
             }

@@ -173,15 +173,11 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Removes `ino` (and its subtree) after a local delete. With `tombstone`, the name stays
-    /// hidden from listings until the delete reaches the server. `journaled`: the journal
-    /// operations this applies, recorded in the same transaction.
-    pub fn delete_local(
-        &self,
-        ino: Ino,
-        tombstone: bool,
-        journaled: &[i64],
-    ) -> MetaResult<Vec<MetaChange>> {
+    /// Removes `ino` (and its subtree) after a local delete. `journaled`: the journal
+    /// operations this applies, recorded in the same transaction; while there are any, the
+    /// name stays hidden from listings (tombstoned) until they reach the server.
+    pub fn delete_local(&self, ino: Ino, journaled: &[i64]) -> MetaResult<Vec<MetaChange>> {
+        let tombstone = !journaled.is_empty();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut log = ApplyLog::new(now_ms());
@@ -202,17 +198,17 @@ impl MetaStore {
     }
 
     /// Moves `ino` to `new_name` in `new_parent`, replacing (deleting) whatever row had that
-    /// name. The moved row becomes pending; with `tombstone`, the old name stays hidden from
-    /// listings until the move reaches the server. `journaled`: the journal operations this
-    /// applies, recorded in the same transaction.
+    /// name. The moved row becomes pending. `journaled`: the journal operations this applies,
+    /// recorded in the same transaction; while there are any, the old name stays hidden from
+    /// listings until the move reaches the server (none: a move the server made).
     pub fn rename_local(
         &self,
         ino: Ino,
         new_parent: Ino,
         new_name: &str,
-        tombstone: bool,
         journaled: &[i64],
     ) -> MetaResult<Vec<MetaChange>> {
+        let tombstone = !journaled.is_empty();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut log = ApplyLog::new(now_ms());
