@@ -16,7 +16,7 @@ use cells_cache::{Cache, FileDigest, FileDigester};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -49,6 +49,8 @@ pub struct Journal {
     /// Saves closed by the user and being handed over (see [`IncomingSave`]), and their bytes.
     incoming: AtomicU64,
     incoming_bytes: AtomicU64,
+    /// When the last save was announced (Unix ms): the uploader holds back during a burst.
+    last_save_ms: AtomicI64,
 }
 
 /// A closed file version on its way into the journal: counted as pending (by `status`, and by
@@ -147,6 +149,7 @@ impl Journal {
             syncing: Mutex::new(()),
             incoming: AtomicU64::new(0),
             incoming_bytes: AtomicU64::new(0),
+            last_save_ms: AtomicI64::new(0),
         })
     }
 
@@ -238,10 +241,16 @@ impl Journal {
     pub fn announce_save(self: &Arc<Self>, bytes: u64) -> IncomingSave {
         self.incoming.fetch_add(1, Ordering::AcqRel);
         self.incoming_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.last_save_ms.store(now_ms(), Ordering::Release);
         IncomingSave {
             journal: self.clone(),
             bytes,
         }
+    }
+
+    /// When the last save was announced (Unix ms; 0 before any).
+    pub(crate) fn last_save_ms(&self) -> i64 {
+        self.last_save_ms.load(Ordering::Acquire)
     }
 
     /// Saves announced and not yet journaled (or dropped), and their bytes.

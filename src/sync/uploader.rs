@@ -33,6 +33,13 @@ pub struct UploaderConfig {
     /// background: the most a power loss can take, like a local file system's commit
     /// interval (ext4: 5 s).
     pub sync_every: Duration,
+    /// While files are being saved one after another (the last save less than this ago),
+    /// uploads wait: a burst (`cp -r`, an archive extracting, a build) runs at local speed
+    /// instead of sharing the machine with its own uploads, and a file saved again and again
+    /// goes up once. Zero turns it off.
+    pub write_back: Duration,
+    /// ... but never longer than this after the burst began.
+    pub write_back_max: Duration,
 }
 
 impl Default for UploaderConfig {
@@ -47,6 +54,8 @@ impl Default for UploaderConfig {
             errors_after: 5,
             interrupted: None,
             sync_every: Duration::from_secs(5),
+            write_back: Duration::from_secs(1),
+            write_back_max: Duration::from_secs(5),
         }
     }
 }
@@ -166,12 +175,22 @@ async fn supervise(ctx: Arc<Ctx>, stopping: Arc<AtomicBool>) {
     // Aborted with the supervisor: dropping a JoinSet aborts its tasks.
     let mut workers: JoinSet<i64> = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, i64> = HashMap::new();
+    let mut burst_since = None;
     while !stopping.load(Ordering::Acquire) {
         let notified = changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let room = ctx.config.concurrency.max(1).saturating_sub(workers.len());
-        let (claimed, next_wake_ms) = ctx.journal.claim_ready(room);
+        let hold = write_back_hold(
+            super::journal::now_ms(),
+            ctx.journal.last_save_ms(),
+            &mut burst_since,
+            &ctx.config,
+        );
+        let (claimed, next_wake_ms) = match hold {
+            Some(until) => (Vec::new(), Some(until)),
+            None => ctx.journal.claim_ready(room),
+        };
         for op in claimed {
             let seq = op.seq;
             let ctx = ctx.clone();
@@ -210,6 +229,25 @@ async fn supervise(ctx: Arc<Ctx>, stopping: Arc<AtomicBool>) {
             _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))), if sleep.is_some() => {}
         }
     }
+}
+
+/// See [`UploaderConfig::write_back`]: `Some(when to look again)` while uploads wait for a
+/// burst of saves to pause, `None` to go ahead. `burst_since` (Unix ms) is the uploader's
+/// memory of when the current burst began.
+fn write_back_hold(
+    now_ms: i64,
+    last_save_ms: i64,
+    burst_since: &mut Option<i64>,
+    cfg: &UploaderConfig,
+) -> Option<i64> {
+    let quiet = as_ms(cfg.write_back);
+    if quiet <= 0 || now_ms - last_save_ms >= quiet {
+        *burst_since = None;
+        return None;
+    }
+    let since = *burst_since.get_or_insert(now_ms);
+    let cap = since + as_ms(cfg.write_back_max);
+    (now_ms < cap).then(|| (last_save_ms + quiet).min(cap))
 }
 
 /// Records the outcome of one run in the journal.
@@ -267,5 +305,46 @@ async fn settle(ctx: &Arc<Ctx>, op: &super::Op, result: Result<(), Failure>) {
     }
     if error {
         ctx.hooks.error(&path, &reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_wait_for_a_burst_to_pause_but_never_past_the_cap() {
+        let cfg = UploaderConfig::default();
+        let mut since = None;
+        // No save yet, or the last one a while ago: go.
+        assert_eq!(write_back_hold(10_000, 0, &mut since, &cfg), None);
+        assert_eq!(write_back_hold(10_000, 8_000, &mut since, &cfg), None);
+        // A burst: wait for a second of quiet after the last save...
+        assert_eq!(
+            write_back_hold(10_000, 9_800, &mut since, &cfg),
+            Some(10_800)
+        );
+        assert_eq!(
+            write_back_hold(12_000, 11_900, &mut since, &cfg),
+            Some(12_900)
+        );
+        // ...but no longer than 5 s after the burst began, however it goes on.
+        assert_eq!(
+            write_back_hold(14_900, 14_800, &mut since, &cfg),
+            Some(15_000)
+        );
+        assert_eq!(write_back_hold(15_000, 14_950, &mut since, &cfg), None);
+        assert_eq!(write_back_hold(16_000, 15_950, &mut since, &cfg), None);
+        // Quiet again: the next burst waits afresh.
+        assert_eq!(write_back_hold(18_000, 15_950, &mut since, &cfg), None);
+        assert_eq!(
+            write_back_hold(20_000, 19_900, &mut since, &cfg),
+            Some(20_900)
+        );
+        let off = UploaderConfig {
+            write_back: Duration::ZERO,
+            ..UploaderConfig::default()
+        };
+        assert_eq!(write_back_hold(20_000, 19_999, &mut None, &off), None);
     }
 }

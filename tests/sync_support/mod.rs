@@ -51,6 +51,7 @@ pub fn quick_config(client: &CellsClient) -> UploaderConfig {
         errors_after: 5,
         interrupted: Some(Arc::new(client.clone())),
         sync_every: Duration::from_millis(100),
+        ..UploaderConfig::default()
     }
 }
 
