@@ -9,6 +9,7 @@
 //! claims are memory-only, so after a crash every operation is simply pending again.
 
 use super::op::{Op, OpKind, OpState};
+use super::op_table::OpTable;
 use super::{QueueStats, SyncError, order, schema, staging};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
@@ -77,7 +78,7 @@ fn lock_unsynced(m: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
 
 struct Inner {
     conn: Connection,
-    ops: BTreeMap<i64, Op>,
+    ops: OpTable,
     in_flight: HashSet<i64>,
     /// Uploads journaled by an earlier run whose staged copy has not been checked yet.
     from_earlier_run: HashSet<i64>,
@@ -106,10 +107,7 @@ impl Journal {
         let staging_dir = staging::dir(state_dir);
         staging::ensure_private_dir(&staging_dir)?;
         let conn = schema::open(&state_dir.join("journal.sqlite"))?;
-        let ops: BTreeMap<i64, Op> = schema::load(&conn)?
-            .into_iter()
-            .map(|op| (op.seq, op))
-            .collect();
+        let ops: OpTable = schema::load(&conn)?.into_iter().collect();
         let referenced: HashSet<String> = ops
             .values()
             .filter_map(|op| match &op.kind {
@@ -275,12 +273,7 @@ impl Journal {
     /// an upload of exactly `path`: (size, Cells hash).
     pub fn pending_version(&self, path: &RemotePath) -> Option<(u64, String)> {
         let inner = self.lock();
-        let last = inner.ops.values().rev().find(|op| {
-            op.kind
-                .paths()
-                .iter()
-                .any(|p| p.starts_with(path) || path.starts_with(p))
-        })?;
+        let last = inner.ops.latest_touching(path)?;
         match &last.kind {
             OpKind::Upload {
                 path: p,
@@ -392,7 +385,7 @@ impl Journal {
         base: Option<ContentVersion>,
     ) -> Result<(i64, bool, Option<(String, String)>), SyncError> {
         let mut inner = self.lock();
-        let latest = latest_touching(&inner.ops, path);
+        let latest = inner.ops.latest_touching(path).map(|op| op.seq);
         // An upload that started may have reached the server before a crash or a failure:
         // its content is then the server's version, and the next save must be checked
         // against it, not against the older base a merged entry would keep.
@@ -426,7 +419,7 @@ impl Journal {
             op.last_error = None;
             schema::update(&inner.conn, &op)?;
             tracing::debug!(seq, "a new save of {path} replaces the queued one");
-            inner.ops.insert(seq, op);
+            inner.ops.insert(op);
             return Ok((seq, true, Some(old)));
         }
         let kind = OpKind::Upload {
@@ -485,7 +478,7 @@ impl Journal {
         let mut inner = self.lock();
         let mut base = base;
         let mut dropped = None;
-        if let Some(seq) = latest_touching(&inner.ops, path)
+        if let Some(seq) = inner.ops.latest_touching(path).map(|op| op.seq)
             && !inner.in_flight.contains(&seq)
             && let Some(op) = inner.ops.get(&seq)
             && op.started_target.is_none()
@@ -647,7 +640,7 @@ impl Journal {
         tx.commit()?;
         let count = changed.len();
         for op in changed {
-            inner.ops.insert(op.seq, op);
+            inner.ops.insert(op);
         }
         drop(inner);
         self.notify();
@@ -669,20 +662,7 @@ fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
 /// The in-memory side of a row just inserted as `seq`.
 fn remember_op(inner: &mut Inner, seq: i64, kind: OpKind) {
     tracing::debug!(seq, "journaled {kind:?}");
-    inner.ops.insert(seq, Op::queued(seq, kind));
-}
-
-/// The newest pending op touching `path` (same path, above or below it, either rename end).
-fn latest_touching(ops: &BTreeMap<i64, Op>, path: &RemotePath) -> Option<i64> {
-    ops.values()
-        .rev()
-        .find(|op| {
-            op.kind
-                .paths()
-                .iter()
-                .any(|p| p.starts_with(path) || path.starts_with(p))
-        })
-        .map(|op| op.seq)
+    inner.ops.insert(Op::queued(seq, kind));
 }
 
 #[path = "journal_status.rs"]

@@ -136,7 +136,7 @@ impl Journal {
         };
         op.started_target = Some(target.clone());
         schema::update(&inner.conn, &op)?;
-        inner.ops.insert(seq, op);
+        inner.ops.insert(op);
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl Journal {
             OpState::Queued
         };
         let saved = schema::update(&inner.conn, &op);
-        inner.ops.insert(seq, op.clone());
+        inner.ops.insert(op.clone());
         let superseded = match saved {
             Ok(()) => absorb_next_save(&mut inner, seq)?,
             Err(e) => return Err(e),
@@ -239,7 +239,7 @@ fn absorb_next_save(inner: &mut Inner, seq: i64) -> Result<Option<(String, Strin
         // Bytes may have reached the server: its version could be this one now.
         return Ok(None);
     }
-    let next = inner.ops.range(seq + 1..).map(|(_, op)| op).find(|op| {
+    let next = inner.ops.range(seq + 1..).find(|op| {
         op.kind
             .paths()
             .iter()
@@ -288,6 +288,6 @@ fn absorb_next_save(inner: &mut Inner, seq: i64) -> Result<Option<(String, Strin
     tx.execute("DELETE FROM ops WHERE seq=?1", [later_seq])?;
     tx.commit()?;
     inner.ops.remove(&later_seq);
-    inner.ops.insert(seq, merged);
+    inner.ops.insert(merged);
     Ok(Some(replaced))
 }

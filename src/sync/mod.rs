@@ -14,6 +14,7 @@ mod execute;
 pub mod interrupted;
 pub mod journal;
 mod op;
+mod op_table;
 mod order;
 mod schema;
 mod staging;
