@@ -5,7 +5,7 @@ use super::attr::{caller, file_attr, file_type, fopen_flags, reply_xattr};
 use super::errno::ErrorStats;
 use super::guard::{ErrorReply, ReplyGuard};
 use super::iomode::IoModes;
-use crate::fs::FileSystem;
+use crate::fs::{Entry, FileSystem, FsResult, OpenReply};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -345,22 +345,18 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         flags: i32,
         reply: fuser::ReplyCreate,
     ) {
+        let now = {
+            let _runtime = self.rt.enter();
+            self.fs.create_now(parent.0, name, flags)
+        };
+        if let Some(result) = now {
+            let g = ReplyGuard::new(reply, "create", self.stats.clone());
+            return reply_created(g, &self.io_modes, result);
+        }
         let (caller, name, io_modes) = (caller(req), name.to_owned(), self.io_modes.clone());
         self.spawn("create", reply, move |fs, g| async move {
-            match fs.create(parent.0, &name, mode, flags, caller).await {
-                // A new inode is never in passthrough, so this always registers.
-                Ok((entry, opened)) => g.send(|r| {
-                    io_modes.open_local(entry.attr.ino);
-                    r.created(
-                        &entry.ttl,
-                        &file_attr(&entry.attr),
-                        Generation(0),
-                        FileHandle(opened.fh),
-                        fopen_flags(&opened),
-                    )
-                }),
-                Err(e) => g.fail(&e),
-            }
+            let result = fs.create(parent.0, &name, mode, flags, caller).await;
+            reply_created(g, &io_modes, result);
         });
     }
 
@@ -446,6 +442,10 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: Option<fuser::LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
+        if let Some(result) = self.fs.write_now(ino.0, fh.0, offset, data) {
+            return ReplyGuard::new(reply, "write", self.stats.clone())
+                .answer(result, |r, n| r.written(n));
+        }
         let data = data.to_vec();
         self.spawn("write", reply, move |fs, g| async move {
             g.answer(fs.write(ino.0, fh.0, offset, &data).await, |r, n| {
@@ -462,6 +462,14 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        let now = {
+            let _runtime = self.rt.enter();
+            self.fs.flush_now(ino.0, fh.0)
+        };
+        if let Some(result) = now {
+            return ReplyGuard::new(reply, "flush", self.stats.clone())
+                .answer(result, |r, ()| r.ok());
+        }
         self.spawn("flush", reply, move |fs, g| async move {
             g.answer(fs.flush(ino.0, fh.0).await, |r, ()| r.ok())
         });
@@ -571,5 +579,26 @@ fn rename_flags(flags: fuser::RenameFlags) -> crate::fs::RenameFlags {
     {
         let _ = flags;
         crate::fs::RenameFlags::default()
+    }
+}
+
+/// Answers a create. A new inode is never in passthrough, so this always registers.
+fn reply_created(
+    g: ReplyGuard<fuser::ReplyCreate>,
+    io_modes: &IoModes,
+    result: FsResult<(Entry, OpenReply)>,
+) {
+    match result {
+        Ok((entry, opened)) => g.send(|r| {
+            io_modes.open_local(entry.attr.ino);
+            r.created(
+                &entry.ttl,
+                &file_attr(&entry.attr),
+                Generation(0),
+                FileHandle(opened.fh),
+                fopen_flags(&opened),
+            )
+        }),
+        Err(e) => g.fail(&e),
     }
 }

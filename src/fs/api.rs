@@ -197,6 +197,27 @@ pub trait FileSystem: Send + Sync + 'static {
     fn getattr_now(&self, _ino: Ino) -> Option<FsResult<Entry>> {
         None
     }
+    /// [`Self::create`] when it can be done at once on the adapter's thread (the folder is
+    /// known and listed, the name free): an index row and an empty local file.
+    fn create_now(
+        &self,
+        _parent: Ino,
+        _name: &OsStr,
+        _flags: i32,
+    ) -> Option<FsResult<(Entry, OpenReply)>> {
+        None
+    }
+    /// [`Self::write`] when it can be done at once on the adapter's thread (the file's local
+    /// copy is ready and not busy): a `pwrite` to local disk, cheaper than the thread
+    /// hand-offs of a task. `None`: the adapter calls [`Self::write`].
+    fn write_now(&self, _ino: Ino, _fh: Fh, _offset: u64, _data: &[u8]) -> Option<FsResult<u32>> {
+        None
+    }
+    /// [`Self::flush`] when it can be answered at once, as [`Self::write_now`]. The adapter
+    /// calls the `*_now` methods inside the runtime's context: they may start tasks.
+    fn flush_now(&self, _ino: Ino, _fh: Fh) -> Option<FsResult<()>> {
+        None
+    }
     /// The kernel dropped `nlookup` references to `ino`.
     async fn forget(&self, ino: Ino, nlookup: u64);
     async fn opendir(&self, ino: Ino) -> FsResult<Fh>;

@@ -25,7 +25,7 @@ impl<R: Remote> CellsFs<R> {
 
     /// Whether the index's children of `dir` can be served as they are: listed within the
     /// TTL and since the last restart or resync, or offline and listed once.
-    fn listing_current(&self, dir: &InodeRecord) -> bool {
+    pub(super) fn listing_current(&self, dir: &InodeRecord) -> bool {
         let stale_before = self.meta.stale_before_ms();
         match dir.listed_at {
             Some(t) if t >= stale_before && self.is_fresh(t) => true,

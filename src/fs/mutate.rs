@@ -82,7 +82,7 @@ impl<R: Remote> CellsFs<R> {
     }
 
     async fn child_of(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
-        self.meta_point_read(|m| m.child(parent, name))
+        self.child_of_now(parent, name)
     }
 
     /// The index row of a new local file or folder `name` in `dir` (desktop junk stays local).
@@ -132,6 +132,40 @@ impl<R: Remote> CellsFs<R> {
         };
         let opened = self.register_local_handle(rec.ino, &rec, Some(w));
         Ok((self.entry_of(&rec), opened))
+    }
+
+    /// [`Self::do_create`] on the caller's thread when the index and local disk answer it:
+    /// the folder's listing is current and the name free. `None`
+    /// otherwise (the async way then lists, opens an existing file, or reports the error).
+    pub(super) fn do_create_now(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+    ) -> Option<FsResult<(Entry, OpenReply)>> {
+        let name = match child_name(name) {
+            Ok(name) => name,
+            Err(e) => return Some(Err(e)),
+        };
+        let dir = match self.meta.cached(parent) {
+            Some(dir) => dir,
+            None => self.meta_point_read(|m| m.get(parent)).ok()??,
+        };
+        let writable = self.setup().is_ok()
+            && dir.is_dir()
+            && !dir.read_only
+            && (parent != ROOT_INO || self.cfg.workspace.is_some())
+            && self.listing_current(&dir);
+        if !writable || !matches!(self.child_of_now(parent, &name), Ok(None)) {
+            return None;
+        }
+        let node = Self::new_local(&dir, &name, NodeKind::File);
+        let (rec, w) = self.create_local_file_now(&dir, node).ok()?;
+        let opened = self.register_local_handle(rec.ino, &rec, Some(w));
+        Some(Ok((self.entry_of(&rec), opened)))
+    }
+
+    fn child_of_now(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
+        self.meta_point_read(|m| m.child(parent, name))
     }
 
     /// `create` of a name that exists: `O_EXCL` refuses, otherwise the file is opened.
@@ -400,6 +434,31 @@ impl<R: Remote> CellsFs<R> {
         match &file.write {
             Some(w) if file.ino == ino => self.write_to(w, offset, data).await,
             _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// [`Self::do_write`] at once, when the handle's staging file is ready (see `write_to_now`).
+    pub(super) fn do_write_now(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+    ) -> Option<FsResult<u32>> {
+        let file = lock(&self.files).get(&fh).cloned()?;
+        match &file.write {
+            Some(w) if file.ino == ino => self.write_to_now(w, offset, data),
+            _ => None,
+        }
+    }
+
+    /// [`Self::do_sync`] of a flush, which never waits: it only starts the hand-over.
+    pub(super) fn do_flush_now(&self, ino: Ino, fh: Fh) -> Option<FsResult<()>> {
+        let file = lock(&self.files).get(&fh).cloned()?;
+        match &file.write {
+            Some(w) if file.ino == ino && !w.junk => Some(self.flush_behind(w)),
+            Some(_) => None,
+            None => Some(Ok(())),
         }
     }
 

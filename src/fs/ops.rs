@@ -32,6 +32,23 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         self.current_entry_now(&rec, closes_before).map(Ok)
     }
 
+    fn create_now(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        _flags: i32,
+    ) -> Option<FsResult<(Entry, OpenReply)>> {
+        self.do_create_now(parent, name)
+    }
+
+    fn write_now(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Option<FsResult<u32>> {
+        self.do_write_now(ino, fh, offset, data)
+    }
+
+    fn flush_now(&self, ino: Ino, fh: Fh) -> Option<FsResult<()>> {
+        self.do_flush_now(ino, fh)
+    }
+
     /// Inodes live in the index for as long as the server has the node, so nothing to drop.
     async fn forget(&self, _ino: Ino, _nlookup: u64) {}
 

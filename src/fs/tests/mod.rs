@@ -1,6 +1,7 @@
 //! Tests of the core against the in-memory remote, a real cache directory and a real SQLite
 //! index in temporary directories. No kernel involved.
 
+mod at_once;
 mod dirs;
 mod feed;
 mod fetch_spans;

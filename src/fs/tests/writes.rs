@@ -6,14 +6,14 @@ use crate::client::{HashKind, Node, NodeKind};
 use crate::names::RemotePath;
 use crate::sync::{Journal, OpKind, SyncHooks};
 
-struct Writable {
+pub(super) struct Writable {
     _dir: tempfile::TempDir,
-    remote: Arc<MemoryRemote>,
-    fs: Arc<CellsFs<MemoryRemote>>,
-    journal: Arc<Journal>,
+    pub remote: Arc<MemoryRemote>,
+    pub fs: Arc<CellsFs<MemoryRemote>>,
+    pub journal: Arc<Journal>,
 }
 
-fn writable(remote: MemoryRemote) -> Writable {
+pub(super) fn writable(remote: MemoryRemote) -> Writable {
     let dir = tempfile::tempdir().unwrap();
     let mut cache_cfg = CacheConfig::new(dir.path().join("cache"), 1 << 30);
     cache_cfg.chunk_size = CHUNK;
@@ -34,7 +34,7 @@ fn writable(remote: MemoryRemote) -> Writable {
     }
 }
 
-fn tree() -> MemoryRemote {
+pub(super) fn tree() -> MemoryRemote {
     let r = MemoryRemote::new();
     r.add_file("ws/a.txt", b"hello".to_vec());
     r.add_dir("ws/docs");
@@ -47,14 +47,14 @@ async fn lookup(w: &Writable, parent: Ino, name: &str) -> FsResult<Entry> {
     w.fs.lookup(parent, OsStr::new(name)).await
 }
 
-async fn read_all(w: &Writable, ino: Ino) -> Vec<u8> {
+pub(super) async fn read_all(w: &Writable, ino: Ino) -> Vec<u8> {
     let o = w.fs.open(ino, 0, Caller::default()).await.unwrap();
     let data = w.fs.read(ino, o.fh, 0, 1 << 20).await.unwrap();
     w.fs.release(ino, o.fh).await;
     data.to_vec()
 }
 
-fn ops(w: &Writable) -> Vec<OpKind> {
+pub(super) fn ops(w: &Writable) -> Vec<OpKind> {
     w.journal.pending().into_iter().map(|o| o.kind).collect()
 }
 
