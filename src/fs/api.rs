@@ -193,7 +193,8 @@ pub trait FileSystem: Send + Sync + 'static {
     fn lookup_now(&self, _parent: Ino, _name: &OsStr) -> Option<FsResult<Entry>> {
         None
     }
-    /// [`Self::getattr`] when memory alone answers it, as [`Self::lookup_now`].
+    /// [`Self::getattr`] when memory or a point read of the index answers it, as
+    /// [`Self::lookup_now`].
     fn getattr_now(&self, _ino: Ino) -> Option<FsResult<Entry>> {
         None
     }

@@ -25,7 +25,12 @@ impl<R: Remote> FileSystem for CellsFs<R> {
 
     fn getattr_now(&self, ino: Ino) -> Option<FsResult<Entry>> {
         let closes_before = self.write_closes();
-        let rec = self.meta.cached(ino)?;
+        // A point read when the record is not cached: a create drops its folder's record,
+        // and the kernel asks for the folder's attributes before the next name in it.
+        let rec = match self.meta.cached(ino) {
+            Some(rec) => rec,
+            None => self.meta_point_read(|m| m.get(ino)).ok()??,
+        };
         if !self.record_current(&rec) {
             return None;
         }
