@@ -2,7 +2,7 @@
 //! or forked: token source, directories, sizes. Errors name the option at fault and never the
 //! token's value.
 
-use super::size::parse_size;
+use super::size::{parse_duration, parse_size};
 use cells_mount::client::Secret;
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,12 @@ pub struct MountArgs {
     /// `defaults.cache_size`, else 10G].
     #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<String>,
+    /// While files are being saved one after another, uploads wait for this much quiet
+    /// (seconds, or e.g. 500ms; never longer than 5 times it from the burst's start), so a
+    /// copy or an archive extracting runs at local speed; 0 uploads each save at once
+    /// [default: 1].
+    #[arg(long, value_name = "SECONDS")]
+    pub write_back: Option<String>,
     /// Stay in the foreground instead of detaching once mounted.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -82,6 +88,8 @@ pub struct MountPlan {
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
     pub cache_size: u64,
+    /// See [`MountArgs::write_back`].
+    pub write_back: std::time::Duration,
     pub foreground: bool,
     pub allow_other: bool,
 }
@@ -164,6 +172,11 @@ impl MountArgs {
                 .map_err(|e| format!("--workspace {ws:?}: {e}"))?;
         }
         let cache_size = parse_size(&cache_size).map_err(|e| format!("--cache-size: {e}"))?;
+        let write_back = match &self.write_back {
+            Some(text) => parse_duration(text, std::time::Duration::from_secs(60))
+                .map_err(|e| format!("--write-back: {e}"))?,
+            None => std::time::Duration::from_secs(1),
+        };
         let mountpoint = check_mountpoint_path(&self.mountpoint)?;
         // Two accounts on one server (two users) must never share a cache or an index.
         let account = match &credentials {
@@ -195,6 +208,7 @@ impl MountArgs {
             cache_dir,
             state_dir,
             cache_size,
+            write_back,
             foreground: self.foreground,
             allow_other: self.allow_other,
         })
@@ -296,6 +310,7 @@ mod tests {
             cache_dir: Some(dir.join("cache")),
             state_dir: Some(dir.join("state")),
             cache_size: Some("1G".into()),
+            write_back: None,
             foreground: true,
             allow_other: false,
             verbose: 0,
@@ -347,6 +362,19 @@ mod tests {
                 .err()
                 .is_some_and(|e| e.starts_with("--cache-size"))
         );
+        let mut a = args(dir.path());
+        a.token = Some("t0ken".into());
+        a.write_back = Some("soon".into());
+        assert!(
+            a.validate()
+                .err()
+                .is_some_and(|e| e.starts_with("--write-back"))
+        );
+        let mut a = args(dir.path());
+        a.token = Some("t0ken".into());
+        a.write_back = Some("250ms".into());
+        let plan = a.validate().expect("valid");
+        assert_eq!(plan.write_back, std::time::Duration::from_millis(250));
         let mut a = args(dir.path());
         a.token = Some("t0ken".into());
         a.workspace = Some("../etc".into());

@@ -184,6 +184,8 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         fs.sync_hooks(),
         UploaderConfig {
             interrupted: Some(Arc::new(client.clone())),
+            write_back: plan.write_back,
+            write_back_max: plan.write_back * 5,
             ..UploaderConfig::default()
         },
     ));

@@ -1,4 +1,5 @@
-//! Parsing human byte sizes such as `10G` or `512MiB` (binary multiples).
+//! Parsing human quantities: byte sizes such as `10G` or `512MiB` (binary multiples), and
+//! short durations such as `1s` or `500ms`.
 
 /// Parses `N`, `NK`, `NM`, `NG`, `NT` (optionally followed by `B` or `iB`, any case), in
 /// powers of 1024. Fractions are not accepted; zero is refused (a cache that holds nothing).
@@ -37,6 +38,28 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Parses a duration of at most `max`: `N` or `Ns` (seconds, fractions allowed) or `Nms`.
+pub fn parse_duration(text: &str, max: std::time::Duration) -> Result<std::time::Duration, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (number, scale) = match t.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (t.strip_suffix('s').unwrap_or(&t), 1.0),
+    };
+    let bad = || format!("invalid duration {text:?}: expected seconds like 1, 0.5 or 2s, or 500ms");
+    let n: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    let d = std::time::Duration::from_secs_f64(n * scale);
+    if d > max {
+        return Err(format!(
+            "duration {text:?} is longer than {} s",
+            max.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +82,19 @@ mod tests {
         }
         assert!(parse_size("0").is_err_and(|e| e.contains("greater than zero")));
         assert!(parse_size("99999999999T").is_err_and(|e| e.contains("too large")));
+    }
+
+    #[test]
+    fn parses_durations() {
+        use std::time::Duration;
+        let max = Duration::from_secs(60);
+        assert_eq!(parse_duration("1", max), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2s", max), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5", max), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms", max), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0", max), Ok(Duration::ZERO));
+        for bad in ["", "s", "-1", "1h", "NaN", "inf", "61", "1e9"] {
+            assert!(parse_duration(bad, max).is_err(), "{bad}");
+        }
     }
 }
