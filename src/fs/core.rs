@@ -209,6 +209,11 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) async fn record(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
+        self.record_now(ino)
+    }
+
+    /// The record of `ino` from the memory cache, else a point read of the index.
+    pub(super) fn record_now(&self, ino: Ino) -> FsResult<Arc<InodeRecord>> {
         // Hot path (getattr, readdir, xattrs): a cached record needs no blocking thread.
         if let Some(hit) = self.meta.cached(ino) {
             return Ok(hit);

@@ -64,12 +64,19 @@ impl<R: Remote> CellsFs<R> {
 
     /// The folder `parent`, listed, and allowed to receive a new child.
     async fn writable_dir(&self, parent: Ino) -> FsResult<Arc<InodeRecord>> {
-        self.setup()?;
         let dir = self.record(parent).await?;
+        self.accepts_children(&dir)?;
+        self.ensure_listed(&dir).await?;
+        Ok(dir)
+    }
+
+    /// Whether `dir` may receive a new child, its listing aside.
+    fn accepts_children(&self, dir: &InodeRecord) -> FsResult<()> {
+        self.setup()?;
         if !dir.is_dir() {
             return Err(FsError::NotDir);
         }
-        if parent == ROOT_INO && self.cfg.workspace.is_none() {
+        if dir.ino == ROOT_INO && self.cfg.workspace.is_none() {
             return Err(FsError::NotPermitted(
                 "workspaces cannot be created here".into(),
             ));
@@ -77,12 +84,12 @@ impl<R: Remote> CellsFs<R> {
         if dir.read_only {
             return Err(FsError::Denied("the server allows reading only".into()));
         }
-        self.ensure_listed(&dir).await?;
-        Ok(dir)
+        Ok(())
     }
 
-    async fn child_of(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
-        self.child_of_now(parent, name)
+    /// The child `name` of `parent`, by a point read (no task needed).
+    fn child_of(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
+        self.meta_point_read(|m| m.child(parent, name))
     }
 
     /// The index row of a new local file or folder `name` in `dir` (desktop junk stays local).
@@ -115,7 +122,7 @@ impl<R: Remote> CellsFs<R> {
     ) -> FsResult<(Entry, OpenReply)> {
         let name = child_name(name)?;
         let dir = self.writable_dir(parent).await?;
-        if let Some(existing) = self.child_of(parent, &name).await? {
+        if let Some(existing) = self.child_of(parent, &name)? {
             return self.create_existing(&existing, flags).await;
         }
         let node = Self::new_local(&dir, &name, NodeKind::File);
@@ -124,7 +131,7 @@ impl<R: Remote> CellsFs<R> {
             Err(e) => {
                 // The change feed or a listing may have brought the name in since the check
                 // above (the index refuses a second row of one name): the file exists now.
-                if let Some(existing) = self.child_of(parent, &name).await? {
+                if let Some(existing) = self.child_of(parent, &name)? {
                     return self.create_existing(&existing, flags).await;
                 }
                 return Err(e);
@@ -146,26 +153,15 @@ impl<R: Remote> CellsFs<R> {
             Ok(name) => name,
             Err(e) => return Some(Err(e)),
         };
-        let dir = match self.meta.cached(parent) {
-            Some(dir) => dir,
-            None => self.meta_point_read(|m| m.get(parent)).ok()??,
-        };
-        let writable = self.setup().is_ok()
-            && dir.is_dir()
-            && !dir.read_only
-            && (parent != ROOT_INO || self.cfg.workspace.is_some())
-            && self.listing_current(&dir);
-        if !writable || !matches!(self.child_of_now(parent, &name), Ok(None)) {
+        let dir = self.record_now(parent).ok()?;
+        let writable = self.accepts_children(&dir).is_ok() && self.listing_current(&dir);
+        if !writable || !matches!(self.child_of(parent, &name), Ok(None)) {
             return None;
         }
         let node = Self::new_local(&dir, &name, NodeKind::File);
         let (rec, w) = self.create_local_file_now(&dir, node).ok()?;
         let opened = self.register_local_handle(rec.ino, &rec, Some(w));
         Some(Ok((self.entry_of(&rec), opened)))
-    }
-
-    fn child_of_now(&self, parent: Ino, name: &str) -> FsResult<Option<Arc<InodeRecord>>> {
-        self.meta_point_read(|m| m.child(parent, name))
     }
 
     /// `create` of a name that exists: `O_EXCL` refuses, otherwise the file is opened.
@@ -198,7 +194,7 @@ impl<R: Remote> CellsFs<R> {
     pub(super) async fn do_mkdir(&self, parent: Ino, name: &OsStr) -> FsResult<Entry> {
         let name = child_name(name)?;
         let dir = self.writable_dir(parent).await?;
-        if self.child_of(parent, &name).await?.is_some() {
+        if self.child_of(parent, &name)?.is_some() {
             return Err(FsError::Exists);
         }
         let ino = self.insert_local(&dir, &name, NodeKind::Folder).await?;
@@ -253,10 +249,7 @@ impl<R: Remote> CellsFs<R> {
         self.setup()?;
         self.settle_handovers().await;
         let name = name.to_str().ok_or(FsError::NotFound)?;
-        let rec = self
-            .child_of(parent, name)
-            .await?
-            .ok_or(FsError::NotFound)?;
+        let rec = self.child_of(parent, name)?.ok_or(FsError::NotFound)?;
         if rec.is_dir() {
             return Err(FsError::IsDir);
         }
@@ -271,10 +264,7 @@ impl<R: Remote> CellsFs<R> {
         self.setup()?;
         self.settle_handovers().await;
         let name = name.to_str().ok_or(FsError::NotFound)?;
-        let rec = self
-            .child_of(parent, name)
-            .await?
-            .ok_or(FsError::NotFound)?;
+        let rec = self.child_of(parent, name)?.ok_or(FsError::NotFound)?;
         if !rec.is_dir() {
             return Err(FsError::NotDir);
         }
@@ -306,14 +296,11 @@ impl<R: Remote> CellsFs<R> {
         let new_name = child_name(new_name)?;
         let dir = self.writable_dir(new_parent).await?;
         let name = name.to_str().ok_or(FsError::NotFound)?;
-        let src = self
-            .child_of(parent, name)
-            .await?
-            .ok_or(FsError::NotFound)?;
+        let src = self.child_of(parent, name)?.ok_or(FsError::NotFound)?;
         if src.is_dir() && (dir.path == src.path || dir.path.starts_with(&src.path)) {
             return Err(FsError::Invalid("cannot move a folder into itself".into()));
         }
-        let target = self.child_of(new_parent, &new_name).await?;
+        let target = self.child_of(new_parent, &new_name)?;
         if let Some(t) = &target {
             if t.ino == src.ino {
                 return Ok(());

@@ -27,10 +27,7 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         let closes_before = self.write_closes();
         // A point read when the record is not cached: a create drops its folder's record,
         // and the kernel asks for the folder's attributes before the next name in it.
-        let rec = match self.meta.cached(ino) {
-            Some(rec) => rec,
-            None => self.meta_point_read(|m| m.get(ino)).ok()??,
-        };
+        let rec = self.record_now(ino).ok()?;
         if !self.record_current(&rec) {
             return None;
         }
