@@ -53,6 +53,13 @@ impl<F: FileSystem> FuseAdapter<F> {
         self.passthrough_enabled.clone()
     }
 
+    /// Runs one of the core's `*_now` answers on this thread, inside the runtime's context
+    /// (the core may start tasks from it).
+    fn at_once<T>(&self, answer: impl FnOnce(&F) -> T) -> T {
+        let _runtime = self.rt.enter();
+        answer(&self.fs)
+    }
+
     /// Runs `task` on the runtime with the reply in a guard. If the task panics or is dropped,
     /// the guard answers EIO.
     fn spawn<R, Fut>(
@@ -345,11 +352,7 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let now = {
-            let _runtime = self.rt.enter();
-            self.fs.create_now(parent.0, name, flags)
-        };
-        if let Some(result) = now {
+        if let Some(result) = self.at_once(|fs| fs.create_now(parent.0, name)) {
             let g = ReplyGuard::new(reply, "create", self.stats.clone());
             return reply_created(g, &self.io_modes, result);
         }
@@ -442,7 +445,7 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: Option<fuser::LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
-        if let Some(result) = self.fs.write_now(ino.0, fh.0, offset, data) {
+        if let Some(result) = self.at_once(|fs| fs.write_now(ino.0, fh.0, offset, data)) {
             return ReplyGuard::new(reply, "write", self.stats.clone())
                 .answer(result, |r, n| r.written(n));
         }
@@ -462,11 +465,7 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        let now = {
-            let _runtime = self.rt.enter();
-            self.fs.flush_now(ino.0, fh.0)
-        };
-        if let Some(result) = now {
+        if let Some(result) = self.at_once(|fs| fs.flush_now(ino.0, fh.0)) {
             return ReplyGuard::new(reply, "flush", self.stats.clone())
                 .answer(result, |r, ()| r.ok());
         }

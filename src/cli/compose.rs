@@ -185,7 +185,6 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
         UploaderConfig {
             interrupted: Some(Arc::new(client.clone())),
             write_back: plan.write_back,
-            write_back_max: plan.write_back * 5,
             ..UploaderConfig::default()
         },
     ));

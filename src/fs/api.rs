@@ -200,12 +200,8 @@ pub trait FileSystem: Send + Sync + 'static {
     }
     /// [`Self::create`] when it can be done at once on the adapter's thread (the folder is
     /// known and listed, the name free): an index row and an empty local file.
-    fn create_now(
-        &self,
-        _parent: Ino,
-        _name: &OsStr,
-        _flags: i32,
-    ) -> Option<FsResult<(Entry, OpenReply)>> {
+    /// The name being free, `create`'s flags change nothing here.
+    fn create_now(&self, _parent: Ino, _name: &OsStr) -> Option<FsResult<(Entry, OpenReply)>> {
         None
     }
     /// [`Self::write`] when it can be done at once on the adapter's thread (the file's local

@@ -34,12 +34,7 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         self.current_entry_now(&rec, closes_before).map(Ok)
     }
 
-    fn create_now(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        _flags: i32,
-    ) -> Option<FsResult<(Entry, OpenReply)>> {
+    fn create_now(&self, parent: Ino, name: &OsStr) -> Option<FsResult<(Entry, OpenReply)>> {
         self.do_create_now(parent, name)
     }
 

@@ -36,11 +36,13 @@ pub struct UploaderConfig {
     /// While files are being saved one after another (the last save less than this ago),
     /// uploads wait: a burst (`cp -r`, an archive extracting, a build) runs at local speed
     /// instead of sharing the machine with its own uploads, and a file saved again and again
-    /// goes up once. Zero turns it off.
+    /// goes up once; never longer than [`WRITE_BACK_CAP`] times this from the burst's start.
+    /// Zero turns it off.
     pub write_back: Duration,
-    /// ... but never longer than this after the burst began.
-    pub write_back_max: Duration,
 }
+
+/// How many write-back pauses a burst of saves may hold its uploads at most.
+pub const WRITE_BACK_CAP: i64 = 5;
 
 impl Default for UploaderConfig {
     fn default() -> Self {
@@ -55,7 +57,6 @@ impl Default for UploaderConfig {
             interrupted: None,
             sync_every: Duration::from_secs(5),
             write_back: Duration::from_secs(1),
-            write_back_max: Duration::from_secs(5),
         }
     }
 }
@@ -246,7 +247,7 @@ fn write_back_hold(
         return None;
     }
     let since = *burst_since.get_or_insert(now_ms);
-    let cap = since + as_ms(cfg.write_back_max);
+    let cap = since.saturating_add(quiet.saturating_mul(WRITE_BACK_CAP));
     (now_ms < cap).then(|| (last_save_ms + quiet).min(cap))
 }
 

@@ -12,22 +12,22 @@ async fn a_create_is_answered_at_once_only_in_a_listed_folder_and_for_a_free_nam
     let name = OsStr::new("new.txt");
     w.fs.getattr(ROOT_INO).await.unwrap();
     assert!(
-        w.fs.create_now(ROOT_INO, name, libc::O_WRONLY).is_none(),
+        w.fs.create_now(ROOT_INO, name).is_none(),
         "an unlisted folder needs the server first"
     );
     w.fs.opendir(ROOT_INO).await.unwrap();
     let (entry, opened) =
-        w.fs.create_now(ROOT_INO, name, libc::O_WRONLY)
+        w.fs.create_now(ROOT_INO, name)
             .expect("a listed folder answers at once")
             .unwrap();
     let ino = entry.attr.ino;
     assert_eq!(entry.attr.size, 0);
     assert!(
-        w.fs.create_now(ROOT_INO, name, libc::O_WRONLY).is_none(),
+        w.fs.create_now(ROOT_INO, name).is_none(),
         "an existing name is opened (or refused) the async way"
     );
     assert!(matches!(
-        w.fs.create_now(ROOT_INO, OsStr::new(".."), libc::O_WRONLY),
+        w.fs.create_now(ROOT_INO, OsStr::new("..")),
         Some(Err(_))
     ));
     assert_eq!(
@@ -74,10 +74,7 @@ async fn a_create_is_answered_at_once_only_in_a_listed_folder_and_for_a_free_nam
 async fn a_write_after_a_save_goes_the_async_way_and_keeps_the_saved_version_intact() {
     let w = writable(tree());
     w.fs.opendir(ROOT_INO).await.unwrap();
-    let (entry, opened) =
-        w.fs.create_now(ROOT_INO, OsStr::new("f"), libc::O_RDWR)
-            .unwrap()
-            .unwrap();
+    let (entry, opened) = w.fs.create_now(ROOT_INO, OsStr::new("f")).unwrap().unwrap();
     let ino = entry.attr.ino;
     w.fs.write_now(ino, opened.fh, 0, b"first")
         .unwrap()
