@@ -168,6 +168,16 @@ fn xattr_size_probe_and_errors() {
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::ENODATA)
     );
+    // A namespace we do not implement is "not supported", which `ls -l` remembers per file
+    // system instead of asking again for every entry.
+    for name in ["security.selinux", "system.posix_acl_access"] {
+        assert_eq!(xattr_size(&file, name, &mut buf), -1, "{name}");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTSUP),
+            "{name}"
+        );
+    }
 
     let p = CString::new(file.as_os_str().as_bytes()).expect("path");
     // SAFETY: size probe with a null buffer, then a real buffer of the given length.

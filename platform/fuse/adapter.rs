@@ -308,11 +308,10 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        // `ls -l` asks for `security.selinux` and `system.posix_acl_access` on every entry and
-        // the kernel does not cache the answer: names we never have are refused right here,
-        // without a task or an inode load.
-        if !crate::fs::xattr::is_cells_xattr(name) {
-            reply.error(fuser::Errno::NO_XATTR);
+        // Names outside our namespace are refused right here, without a task or an inode load
+        // (`ls -l` asks two of them for every entry until told they are not supported).
+        if let Some(answer) = crate::fs::xattr::foreign_xattr(name) {
+            reply.error(Errno::from_i32(super::errno::errno(&answer)));
             return;
         }
         let name = name.to_owned();

@@ -17,11 +17,36 @@ pub const XATTR_PINNED: &str = "user.cells.pinned";
 /// The namespace of every attribute we serve.
 pub const XATTR_PREFIX: &str = "user.cells.";
 
-/// True for names in our namespace. Any other name (`security.selinux`,
-/// `system.posix_acl_access`, which `ls -l` asks for on every entry) never exists here, so
-/// platform adapters answer it at once without reaching the core.
+/// Namespaces this file system does not implement at all: no security labels, no ACLs, no
+/// trusted attributes.
+const UNSUPPORTED_NAMESPACES: [&str; 3] = ["security.", "system.", "trusted."];
+
+/// True for names in our namespace.
 pub fn is_cells_xattr(name: &OsStr) -> bool {
     name.as_encoded_bytes().starts_with(XATTR_PREFIX.as_bytes())
+}
+
+/// The answer to a `getxattr` of a name outside our namespace, which never needs the inode:
+/// `Unsupported` for a namespace we do not implement, `NoAttr` for any other name. `None` for
+/// our own names, which the core answers from the record.
+///
+/// The difference matters for speed: `ls -l` asks every entry for `security.selinux` and
+/// `system.posix_acl_access`, and the kernel caches neither answer; "not supported" (unlike
+/// "no such attribute") makes `ls` stop asking for the rest of the file system, so a warm
+/// listing costs no round trip per entry.
+pub fn foreign_xattr(name: &OsStr) -> Option<FsError> {
+    if is_cells_xattr(name) {
+        return None;
+    }
+    let bytes = name.as_encoded_bytes();
+    if UNSUPPORTED_NAMESPACES
+        .iter()
+        .any(|ns| bytes.starts_with(ns.as_bytes()))
+    {
+        Some(FsError::Unsupported)
+    } else {
+        Some(FsError::NoAttr)
+    }
 }
 
 impl<R: Remote> CellsFs<R> {
@@ -47,8 +72,8 @@ impl<R: Remote> CellsFs<R> {
     }
 
     pub(super) async fn do_getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
-        if !is_cells_xattr(name) {
-            return Err(FsError::NoAttr);
+        if let Some(answer) = foreign_xattr(name) {
+            return Err(answer);
         }
         let rec = self.record(ino).await?;
         let value = match name.to_str() {
@@ -115,6 +140,27 @@ mod tests {
             "",
         ] {
             assert!(!is_cells_xattr(OsStr::new(foreign)), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn foreign_namespaces_are_unsupported_and_foreign_names_absent() {
+        let answer = |n: &str| foreign_xattr(OsStr::new(n)).map(|e| e.to_string());
+        let unsupported = Some(FsError::Unsupported.to_string());
+        let absent = Some(FsError::NoAttr.to_string());
+        for n in [
+            "security.selinux",
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+            "trusted.overlay.opaque",
+        ] {
+            assert_eq!(answer(n), unsupported, "{n}");
+        }
+        for n in ["user.other", "user.cells", "com.apple.FinderInfo", ""] {
+            assert_eq!(answer(n), absent, "{n}");
+        }
+        for n in [XATTR_STATE, XATTR_HASH, XATTR_PINNED] {
+            assert_eq!(answer(n), None, "{n}");
         }
     }
 }
