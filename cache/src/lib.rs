@@ -136,6 +136,19 @@ impl Cache {
         self.inner.read(key, offset, len)
     }
 
+    /// As [`Cache::read`], but `Ok(None)` also when a chunk of the range has not been checked
+    /// in this process yet (this read never hashes): for callers that must not wait long, and
+    /// take the slower way on a miss.
+    pub fn read_checked(
+        &self,
+        key: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        check(key)?;
+        self.inner.read_checked(key, offset, len)
+    }
+
     /// Chunk-aligned ranges not yet present within `[offset, offset+len)`, clipped to the entry
     /// size, adjacent chunks merged. `UnknownEntry` if `ensure_entry` was not called (or the
     /// entry was evicted since; `hold` the key to prevent that).

@@ -107,13 +107,49 @@ impl Inner {
         let Some(file) = self.verified_file(&entry, range.clone())? else {
             return Ok(None);
         };
+        self.read_range(&entry, &file, range)
+    }
+
+    /// As [`Inner::read`], but `Ok(None)` also when a chunk of the range has not been checked
+    /// in this process yet: this read never hashes, so it is quick enough for any thread.
+    pub fn read_checked(
+        &self,
+        key: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        let Some(entry) = self.get(key) else {
+            return Ok(None);
+        };
+        let range = entry.layout.clip(offset, len as u64);
+        if range.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        match self.unverified_in(&entry, range.clone())? {
+            Some(unverified) if unverified.is_empty() => {}
+            _ => return Ok(None),
+        }
+        self.touch(&entry);
+        let Some(file) = self.data_file(&entry)? else {
+            return Ok(None);
+        };
+        self.read_range(&entry, &file, range)
+    }
+
+    /// The bytes of `range` from the entry's data file, whose chunks were checked.
+    fn read_range(
+        &self,
+        entry: &Arc<Entry>,
+        file: &File,
+        range: Range<u64>,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
         let mut out = vec![0u8; usize::try_from(range.end - range.start).unwrap_or(0)];
-        match fsio::read_exact_at(&file, &mut out, range.start) {
+        match fsio::read_exact_at(file, &mut out, range.start) {
             Ok(()) => Ok(Some(out)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 // The file was truncated behind our back after verification.
                 tracing::warn!(key = %entry.key, "cache data file shrank; dropping entry");
-                self.drop_entry_now(&entry)?;
+                self.drop_entry_now(entry)?;
                 Ok(None)
             }
             Err(e) => Err(e.into()),

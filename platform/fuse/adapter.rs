@@ -270,6 +270,10 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        if let Some(result) = self.at_once(|fs| fs.read_now(ino.0, fh.0, offset, size)) {
+            return ReplyGuard::new(reply, "read", self.stats.clone())
+                .answer(result, |r, data| r.data(&data));
+        }
         self.spawn("read", reply, move |fs, g| async move {
             g.answer(fs.read(ino.0, fh.0, offset, size).await, |r, data| {
                 r.data(&data)

@@ -210,6 +210,12 @@ pub trait FileSystem: Send + Sync + 'static {
     fn write_now(&self, _ino: Ino, _fh: Fh, _offset: u64, _data: &[u8]) -> Option<FsResult<u32>> {
         None
     }
+    /// [`Self::read`] when the bytes are in the local cache, already checked: a `pread` on the
+    /// adapter's thread instead of the hand-offs of a task (a sequential read is thousands of
+    /// kernel requests). `None`: the adapter calls [`Self::read`].
+    fn read_now(&self, _ino: Ino, _fh: Fh, _offset: u64, _size: u32) -> Option<FsResult<Bytes>> {
+        None
+    }
     /// [`Self::flush`] when it can be answered at once, as [`Self::write_now`]. The adapter
     /// calls the `*_now` methods inside the runtime's context: they may start tasks.
     fn flush_now(&self, _ino: Ino, _fh: Fh) -> Option<FsResult<()>> {

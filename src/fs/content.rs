@@ -171,6 +171,17 @@ impl ContentStore {
         .await
     }
 
+    /// The cached bytes of `[offset, offset+len)` on the calling thread, when every chunk is
+    /// present and already checked; `None` on a miss or an error (the caller takes the
+    /// slower way, which reports errors).
+    pub fn read_now(&self, key: &str, offset: u64, len: u64) -> Option<Bytes> {
+        let want = usize::try_from(len).ok()?;
+        match self.cache.read_checked(key, offset, want) {
+            Ok(Some(b)) if b.len() == want => Some(Bytes::from(b)),
+            _ => None,
+        }
+    }
+
     pub async fn state(&self, key: &str) -> FsResult<EntryState> {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         blocking(move || cache.state(&key)).await

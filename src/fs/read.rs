@@ -131,6 +131,32 @@ impl<R: Remote> CellsFs<R> {
         self.read_cached_pub(src, offset, len).await
     }
 
+    /// [`Self::do_read`] of a versioned file whose bytes are all in the cache and checked;
+    /// `None` (nothing done) otherwise, and for handles served from local write state.
+    pub(super) fn do_read_now(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Option<FsResult<Bytes>> {
+        let file = lock(&self.files).get(&fh).cloned()?;
+        if file.ino != ino || file.write.is_some() {
+            return None;
+        }
+        let src = file.source.as_ref()?;
+        if offset >= file.size || size == 0 {
+            return Some(Ok(Bytes::new()));
+        }
+        let len = u64::from(size).min(file.size - offset);
+        let bytes = self.fetcher.store().read_now(&src.key, offset, len)?;
+        let ahead = lock(&file.readahead).on_read(offset, len, file.size);
+        if let Some(range) = ahead {
+            self.fetcher.prefetch(src.clone(), range);
+        }
+        Some(Ok(bytes))
+    }
+
     /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
     pub(super) async fn read_cached_pub(
         &self,

@@ -250,3 +250,48 @@ async fn reopening_keeps_the_kernel_cache_until_the_version_changes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reads_are_answered_at_once_only_from_checked_cached_bytes() {
+    let (r, data) = file_remote(8 * CHUNK as usize);
+    let h = Harness::new(r);
+    let ino = h.lookup_path("f.bin").await.unwrap().attr.ino;
+    let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
+    assert!(
+        h.fs.read_now(ino, fh, 0, 100).is_none(),
+        "nothing cached yet"
+    );
+    assert_eq!(h.remote.reads(), 0, "a miss fetches nothing by itself");
+    assert!(
+        h.fs.read_now(ino, 999_999, 0, 100).is_none(),
+        "unknown handle"
+    );
+
+    let got = h.fs.read(ino, fh, 0, CHUNK as u32).await.unwrap();
+    assert_eq!(&got[..], &data[..CHUNK as usize]);
+    let at_once = h.fs.read_now(ino, fh, 10, 100).expect("cached").unwrap();
+    assert_eq!(&at_once[..], &data[10..110]);
+    assert!(h.fs.read_now(ino + 1, fh, 10, 100).is_none(), "wrong inode");
+    let past_end = h.fs.read_now(ino, fh, data.len() as u64, 10).unwrap();
+    assert!(past_end.unwrap().is_empty());
+    let whole = h.read_all(ino, 8192).await;
+    assert!(whole == data);
+
+    // After a restart no chunk has been checked in this process: the async way checks them,
+    // and it alone sees (and drops) a corrupt one.
+    h.fs.wait_fetches_idle().await;
+    let h = h.restart().await;
+    let object = find_data_file(&h.dir.path().join("cache")).expect("a cached data file");
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[5] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+    let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
+    assert!(h.fs.read_now(ino, fh, 0, 100).is_none(), "not checked yet");
+    let got = h.fs.read(ino, fh, 0, 100).await.unwrap();
+    assert_eq!(&got[..], &data[..100], "the corrupt chunk came again");
+    let at_once =
+        h.fs.read_now(ino, fh, 0, 100)
+            .expect("checked now")
+            .unwrap();
+    assert_eq!(&at_once[..], &data[..100]);
+}
