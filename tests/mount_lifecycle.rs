@@ -1,5 +1,6 @@
 //! The mount lifecycle through the real binary: argument errors, detaching, SIGTERM, the
-//! `unmount` command, refusing a busy mountpoint, and repairing a stale mount after kill -9.
+//! `unmount` command, refusing a busy mountpoint or state directory, and repairing a stale
+//! mount after kill -9.
 
 mod common;
 
@@ -176,6 +177,24 @@ fn detached_mount_returns_once_live_and_unmount_command_ends_it() {
         "{}",
         stderr(&again)
     );
+    // A second mountpoint with the same state directory: refused, never sharing the journal.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut shared = args.clone();
+    let idx = shared
+        .iter()
+        .position(|a| a == "--cache-dir")
+        .expect("cache arg");
+    shared[idx + 1] = other.path().join("cache").to_string_lossy().into_owned();
+    shared[1] = other.path().join("mnt").to_string_lossy().into_owned();
+    std::fs::create_dir(other.path().join("mnt")).expect("mkdir");
+    let refused = cells_mount(&shared, Some(TOKEN));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("in use by another cells-mount process"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!is_mountpoint(&other.path().join("mnt")));
 
     let o = cells_mount(&["unmount", &mnt], None);
     assert!(o.status.success(), "unmount failed: {}", stderr(&o));

@@ -3,8 +3,20 @@
 //! written after the bytes it describes were written and `fdatasync`ed.
 
 use crate::error::CacheError;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Params, params};
 use std::path::Path;
+
+/// `execute` with the statement compiled once per connection (parsing cost more than running
+/// on the write path).
+trait CachedExecute {
+    fn exec(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize>;
+}
+
+impl CachedExecute for Connection {
+    fn exec(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries(
@@ -65,6 +77,11 @@ fn from_sql(n: i64) -> u64 {
 
 pub fn open(path: &Path) -> Result<Connection, CacheError> {
     let conn = Connection::open(path)?;
+    // Only this process's one connection uses the file: with the lock held for good, SQLite
+    // makes no file-lock calls per transaction and keeps the WAL index in memory; a second
+    // process opening the file is refused. Statements are compiled once (`exec`).
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    conn.set_prepared_statement_cache_capacity(32);
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL + NORMAL: a power cut may lose the last commits (the cache is evictable, and a lost
     // row only loses a chunk), but never leaves a row without its synced data. Dirty entries
@@ -126,7 +143,7 @@ pub fn create_entry(
     size: u64,
     chunk: u64,
 ) -> Result<i64, CacheError> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO entries(key, size, chunk_size) VALUES (?1, ?2, ?3)",
         params![key, to_sql(size), to_sql(chunk)],
     )?;
@@ -157,7 +174,7 @@ pub fn insert_entry(
     }
     let result = (|| {
         let tx = conn.transaction()?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO entries(key, size, chunk_size, dirty, whole_verified, last_access)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -207,11 +224,11 @@ pub fn add_chunks(
 /// Forgets one chunk and, since the entry is no longer complete, its whole-content verdict.
 pub fn drop_chunk(conn: &mut Connection, entry_id: i64, idx: u64) -> Result<(), CacheError> {
     let tx = conn.transaction()?;
-    tx.execute(
+    tx.exec(
         "DELETE FROM chunks WHERE entry_id = ?1 AND idx = ?2",
         params![entry_id, to_sql(idx)],
     )?;
-    tx.execute(
+    tx.exec(
         "UPDATE entries SET whole_verified = 0 WHERE id = ?1",
         [entry_id],
     )?;
@@ -220,7 +237,7 @@ pub fn drop_chunk(conn: &mut Connection, entry_id: i64, idx: u64) -> Result<(), 
 }
 
 pub fn delete_entry(conn: &Connection, entry_id: i64) -> Result<(), CacheError> {
-    conn.execute("DELETE FROM entries WHERE id = ?1", [entry_id])?;
+    conn.exec("DELETE FROM entries WHERE id = ?1", [entry_id])?;
     Ok(())
 }
 
@@ -234,7 +251,7 @@ pub fn set_flag(
         Flag::Dirty => "UPDATE entries SET dirty = ?2 WHERE id = ?1",
         Flag::WholeVerified => "UPDATE entries SET whole_verified = ?2 WHERE id = ?1",
     };
-    conn.execute(sql, params![entry_id, value])?;
+    conn.exec(sql, params![entry_id, value])?;
     Ok(())
 }
 
@@ -264,9 +281,9 @@ pub fn load_pins(conn: &Connection) -> Result<Vec<(String, u32)>, CacheError> {
 
 pub fn save_pin(conn: &Connection, key: &str, count: u32) -> Result<(), CacheError> {
     if count == 0 {
-        conn.execute("DELETE FROM pins WHERE key = ?1", [key])?;
+        conn.exec("DELETE FROM pins WHERE key = ?1", [key])?;
     } else {
-        conn.execute(
+        conn.exec(
             "INSERT INTO pins(key, count) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET count = excluded.count",
             params![key, count],

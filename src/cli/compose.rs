@@ -10,6 +10,7 @@ use cells_mount::fs::{CellsFs, FsConfig};
 use cells_mount::meta::MetaStore;
 #[cfg(unix)]
 use cells_mount::platform::fuse::FuseInvalidator;
+use cells_mount::sqlite::held_elsewhere;
 use cells_mount::sync::{Journal, Uploader, UploaderConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,7 +143,10 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
     let meta = open_meta
         .await
         .map_err(|e| format!("opening the metadata index: {e}"))?
-        .map_err(|e| format!("metadata index in {}: {e}", plan.state_dir.display()))?;
+        .map_err(|e| match e {
+            cells_mount::meta::MetaError::Sqlite(s) if held_elsewhere(&s) => in_use(plan),
+            e => format!("metadata index in {}: {e}", plan.state_dir.display()),
+        })?;
     if let Reachability::Unreachable(why) = reachability {
         // Starting offline only makes sense with something to show: a first mount against an
         // unreachable server would present an empty folder, which looks like data loss.
@@ -173,7 +177,10 @@ pub async fn build_core(plan: &MountPlan) -> Result<Core, String> {
     let journal = tokio::task::spawn_blocking(move || Journal::open(&state_dir, Some(cache)))
         .await
         .map_err(|e| format!("opening the upload journal: {e}"))?
-        .map_err(|e| format!("upload journal in {}: {e}", plan.state_dir.display()))?;
+        .map_err(|e| match e {
+            cells_mount::sync::SyncError::Db(s) if held_elsewhere(&s) => in_use(plan),
+            e => format!("upload journal in {}: {e}", plan.state_dir.display()),
+        })?;
     let journal = Arc::new(journal);
     fs.enable_writes(journal.clone(), &plan.state_dir)
         .map_err(|e| format!("cannot enable writes: {e}"))?;
@@ -251,4 +258,14 @@ async fn check_server(
             "no answer within {STARTUP_PROBE:?}"
         ))),
     }
+}
+
+/// The error for a state directory that another running mount uses: its index and journal
+/// are one process's own.
+fn in_use(plan: &MountPlan) -> String {
+    format!(
+        "the state directory {} is in use by another cells-mount process; each mount needs \
+         its own (--state-dir)",
+        plan.state_dir.display()
+    )
 }

@@ -3,6 +3,7 @@
 //! that were journaled and never applied (see `fs::replay`).
 
 use super::{MetaError, MetaResult, MetaStore};
+use crate::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashSet;
 
@@ -29,7 +30,7 @@ pub(super) fn create_table(conn: &Connection, had_index: bool) -> Result<(), Met
     let upgrading = had_index && !table_exists(conn, "applied_ops")?;
     conn.execute_batch(TABLE)?;
     if upgrading {
-        conn.execute(
+        conn.exec(
             "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, '1')",
             [UNKNOWN_KEY],
         )?;
@@ -76,7 +77,7 @@ impl MetaStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         record(&tx, seqs)?;
-        tx.execute("DELETE FROM settings WHERE key = ?1", params![UNKNOWN_KEY])?;
+        tx.exec("DELETE FROM settings WHERE key = ?1", params![UNKNOWN_KEY])?;
         tx.commit()?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use super::schema::{kind_to_sql, version_to_sql};
 use super::{InodeRecord, MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, Node, NodeKind};
 use crate::fs::Ino;
+use crate::sqlite::CachedExecute;
 use rusqlite::{TransactionBehavior, params};
 
 /// A child as a listing or a stat describes it, independent of where it is stored.
@@ -45,7 +46,7 @@ impl MetaStore {
     /// Drops whatever a previous, unfinished listing of `parent` staged.
     pub fn clear_stage(&self, parent: Ino) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute(
+        conn.exec(
             "DELETE FROM listing_stage WHERE parent = ?1",
             [parent as i64],
         )?;
@@ -125,11 +126,11 @@ impl MetaStore {
                 "UPDATE inodes SET seen_at = ?2 WHERE parent = ?1 AND NOT ({PROTECTED_SQL})"
             ))?
             .execute(params![parent as i64, log.now])?;
-            tx.execute(
+            tx.exec(
                 "DELETE FROM listing_stage WHERE parent = ?1",
                 [parent as i64],
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET listed_at = ?2 WHERE ino = ?1",
                 params![parent as i64, started_ms],
             )?;
@@ -185,7 +186,7 @@ impl MetaStore {
     /// Records that the server confirmed `ino` unchanged just now.
     pub fn touch_seen(&self, ino: Ino) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute(
+        conn.exec(
             "UPDATE inodes SET seen_at = ?2 WHERE ino = ?1",
             params![ino as i64, now_ms()],
         )?;

@@ -22,6 +22,7 @@ pub use pins::PinnedContent;
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::{Ino, ROOT_INO};
 use crate::names::RemotePath;
+use crate::sqlite::CachedExecute;
 use moka::sync::Cache as MokaCache;
 use rusqlite::{Connection, OptionalExtension, params};
 use schema::{COLUMNS, raw_row, record_from_raw};
@@ -132,13 +133,13 @@ impl MetaStore {
         if stored.as_deref() != Some(root.as_str()) {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let reset = (|| -> MetaResult<()> {
-                conn.execute("DELETE FROM inodes", [])?;
-                conn.execute(
+                conn.exec("DELETE FROM inodes", [])?;
+                conn.exec(
                     "INSERT INTO inodes (ino, parent, name, path, kind, size, mtime, read_only,
                      seen_at) VALUES (?1, ?2, '', ?3, 1, 0, 0, 0, 0)",
                     params![ROOT_INO as i64, schema::ROOT_PARENT, root.as_str()],
                 )?;
-                conn.execute(
+                conn.exec(
                     "INSERT OR REPLACE INTO settings (key, value) VALUES ('root_path', ?1)",
                     [root.as_str()],
                 )?;
@@ -177,7 +178,10 @@ impl MetaStore {
         params: impl rusqlite::Params,
     ) -> MetaResult<Option<InodeRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM inodes WHERE {where_clause}");
-        let raw = conn.query_row(&sql, params, raw_row).optional()?;
+        let raw = conn
+            .prepare_cached(&sql)?
+            .query_row(params, raw_row)
+            .optional()?;
         raw.map(record_from_raw).transpose()
     }
 
@@ -323,7 +327,7 @@ impl MetaStore {
     /// Marks one folder's listing stale (it is re-listed on next access when online).
     pub fn mark_stale(&self, ino: Ino) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute(
+        conn.exec(
             "UPDATE inodes SET listed_at = 0 WHERE ino = ?1 AND listed_at IS NOT NULL",
             [ino as i64],
         )?;

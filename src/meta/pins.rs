@@ -5,6 +5,7 @@
 
 use super::{MetaResult, MetaStore, now_ms};
 use crate::names::RemotePath;
+use crate::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Tables of this module. Kept apart from the inode tables: pins are the user's choices, not
@@ -50,7 +51,7 @@ impl MetaStore {
     /// Records a pin root; false when it was already pinned.
     pub fn add_pin(&self, path: &RemotePath) -> MetaResult<bool> {
         let conn = self.conn();
-        let n = conn.execute(
+        let n = conn.exec(
             "INSERT OR IGNORE INTO pins (path, pinned_at) VALUES (?1, ?2)",
             params![path.as_str(), now_ms()],
         )?;
@@ -60,7 +61,7 @@ impl MetaStore {
     /// Forgets a pin root; false when it was not pinned.
     pub fn remove_pin(&self, path: &RemotePath) -> MetaResult<bool> {
         let conn = self.conn();
-        let n = conn.execute("DELETE FROM pins WHERE path = ?1", [path.as_str()])?;
+        let n = conn.exec("DELETE FROM pins WHERE path = ?1", [path.as_str()])?;
         Ok(n > 0)
     }
 
@@ -105,7 +106,7 @@ impl MetaStore {
                 |r| r.get(0),
             )
             .optional()?;
-        tx.execute(
+        tx.exec(
             "INSERT OR REPLACE INTO pinned_content (path, key, size) VALUES (?1, ?2, ?3)",
             params![path.as_str(), key, i64::try_from(size).unwrap_or(i64::MAX)],
         )?;

@@ -13,6 +13,7 @@ use super::op_table::OpTable;
 use super::{QueueStats, SyncError, order, schema, staging};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
+use crate::sqlite::CachedExecute;
 use cells_cache::{Cache, FileDigest, FileDigester};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
@@ -500,7 +501,7 @@ impl Journal {
         };
         let tx = inner.conn.unchecked_transaction()?;
         if let Some((seq, ..)) = &dropped {
-            tx.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
+            tx.exec("DELETE FROM ops WHERE seq=?1", [seq])?;
         }
         let seq = schema::insert(&tx, &kind)?;
         tx.commit()?;

@@ -2,6 +2,7 @@
 //! completion, deferral with backoff, conflict records, queue statistics.
 
 use super::*;
+use crate::sqlite::CachedExecute;
 
 /// A recorded conflict, until the user dismisses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +92,7 @@ impl Journal {
     pub fn dismiss_conflict(&self, id: i64) -> Result<(), SyncError> {
         self.lock()
             .conn
-            .execute("DELETE FROM conflicts WHERE id=?1", [id])?;
+            .exec("DELETE FROM conflicts WHERE id=?1", [id])?;
         Ok(())
     }
 
@@ -100,7 +101,7 @@ impl Journal {
         path: &RemotePath,
         saved_as: Option<&RemotePath>,
     ) -> Result<(), SyncError> {
-        self.lock().conn.execute(
+        self.lock().conn.exec(
             "INSERT INTO conflicts(path, saved_as, at) VALUES (?1, ?2, ?3)",
             rusqlite::params![path.as_str(), saved_as.map(|s| s.as_str()), now_ms() / 1000],
         )?;
@@ -143,7 +144,7 @@ impl Journal {
     /// The operation reached the server: its row and staged copy go.
     pub(crate) fn complete(&self, seq: i64) -> Result<(), SyncError> {
         let mut inner = self.lock();
-        inner.conn.execute("DELETE FROM ops WHERE seq=?1", [seq])?;
+        inner.conn.exec("DELETE FROM ops WHERE seq=?1", [seq])?;
         inner.in_flight.remove(&seq);
         let op = inner.ops.remove(&seq);
         drop(inner);
@@ -285,7 +286,7 @@ fn absorb_next_save(inner: &mut Inner, seq: i64) -> Result<Option<(String, Strin
     };
     let tx = inner.conn.unchecked_transaction()?;
     schema::update(&tx, &merged)?;
-    tx.execute("DELETE FROM ops WHERE seq=?1", [later_seq])?;
+    tx.exec("DELETE FROM ops WHERE seq=?1", [later_seq])?;
     tx.commit()?;
     inner.ops.remove(&later_seq);
     inner.ops.insert(merged);

@@ -4,6 +4,7 @@ use super::SyncError;
 use super::op::{Op, OpKind, OpState};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
+use crate::sqlite::CachedExecute;
 use rusqlite::{Connection, Row, params};
 
 const VERSION: i64 = 1;
@@ -13,6 +14,7 @@ const VERSION: i64 = 1;
 /// schema created or checked.
 pub fn open(path: &std::path::Path) -> Result<Connection, SyncError> {
     let conn = Connection::open(path)?;
+    crate::sqlite::own_connection(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -154,7 +156,7 @@ impl<'a> KindColumns<'a> {
 /// Inserts a new op row and returns its sequence number.
 pub fn insert(conn: &Connection, kind: &OpKind) -> Result<i64, SyncError> {
     let c = KindColumns::of(kind);
-    conn.execute(
+    conn.exec(
         "INSERT INTO ops(kind, path, dest, staging, size, cells_hash, md5, base_kind, base_value)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
@@ -180,7 +182,7 @@ pub fn update(conn: &Connection, op: &Op) -> Result<(), SyncError> {
         OpState::Queued => "queued",
         OpState::Error => "error",
     };
-    conn.execute(
+    conn.exec(
         "UPDATE ops SET path=?2, dest=?3, staging=?4, size=?5, cells_hash=?6, md5=?7,
              base_kind=?8, base_value=?9, state=?10, attempts=?11, not_before=?12,
              last_error=?13, started_target=?14
