@@ -244,7 +244,6 @@ impl Inner {
         }
         let reservation = self.reserve_locked(&guard, size, !dirty, Some(key))?;
         let path = self.object_path(key);
-        create_parent(&path)?;
         move_in(src, &path, how.sync)?;
         let tick = self.tick.fetch_add(1, Ordering::AcqRel);
         let row = NewEntry {
@@ -366,7 +365,16 @@ fn move_in(src: &Path, dest: &Path, sync: bool) -> Result<(), CacheError> {
             .open(src)?
             .sync_all()?;
     }
-    match std::fs::rename(src, dest) {
+    // The folder of `dest` is made on first use only: on a small-file burst, making sure of
+    // it every time cost more system calls than the move itself.
+    let renamed = match std::fs::rename(src, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_parent(dest)?;
+            std::fs::rename(src, dest)
+        }
+        other => other,
+    };
+    match renamed {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             let tmp = PathBuf::from(format!("{}.part", dest.display()));

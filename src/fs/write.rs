@@ -205,37 +205,41 @@ impl<R: Remote> CellsFs<R> {
         let chunk = setup.journal.chunk_size();
         Ok(move || -> FsResult<NewFile> {
             let meta_err = super::errors::from_meta_error;
-            let (ino, _) = meta.insert_local(parent, &node).map_err(meta_err)?;
-            let rec = meta
-                .get(ino)
-                .map_err(meta_err)?
-                .ok_or_else(|| FsError::Io("a new file vanished from the index".into()))?;
+            let staging_name = |ino: Ino| format!("{ino}-{n}");
+            // A file created here is recorded with its staging file in the same transaction.
+            let (ino, _) = if junk {
+                meta.insert_local(parent, &node)
+            } else {
+                meta.insert_local_staged(parent, &node, staging_name)
+            }
+            .map_err(meta_err)?;
+            let undo = |meta: &crate::meta::MetaStore| {
+                if !junk {
+                    let _ = meta.forget_open_staging(&staging_name(ino));
+                }
+                let _ = meta.delete_local(ino, &[]);
+            };
+            let rec = match meta.get(ino) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => return Err(FsError::Io("a new file vanished from the index".into())),
+                Err(e) => {
+                    undo(&meta);
+                    return Err(meta_err(e));
+                }
+            };
             let path = if junk {
                 junk_dir.join(ino.to_string())
             } else {
-                open_dir.join(format!("{ino}-{n}"))
+                open_dir.join(staging_name(ino))
             };
-            let file = private_file(&path).and_then(|f| f.set_len(0).map(|()| f));
-            let file = match file {
+            // Truncated: a file of this name left by an earlier run is not this file's content.
+            let file = match private_file(&path).and_then(|f| f.set_len(0).map(|()| f)) {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = meta.delete_local(ino, &[]);
+                    undo(&meta);
                     return Err(io_error(e));
                 }
             };
-            if !junk {
-                let staging = crate::meta::OpenStaging {
-                    file: super::open_staging::file_name(&path),
-                    ino,
-                    path: rec.path.as_str().to_owned(),
-                    base: None,
-                };
-                if let Err(e) = meta.record_open_staging(&staging) {
-                    let _ = std::fs::remove_file(&path);
-                    let _ = meta.delete_local(ino, &[]);
-                    return Err(meta_err(e));
-                }
-            }
             Ok(NewFile {
                 rec,
                 file,

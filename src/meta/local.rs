@@ -9,6 +9,7 @@ use super::schema::{kind_to_sql, version_to_sql};
 use super::{MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::Ino;
+use crate::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Why a row differs from the server's view.
@@ -92,6 +93,27 @@ impl MetaStore {
     /// index refuses a duplicate). A tombstone of the same name is lifted: the new row is
     /// protected itself.
     pub fn insert_local(&self, parent: Ino, node: &NewLocal) -> MetaResult<(Ino, Vec<MetaChange>)> {
+        self.insert_local_with(parent, node, None::<fn(Ino) -> String>)
+    }
+
+    /// [`Self::insert_local`] of a file created here, with the record of the staging file
+    /// `staging_file(ino)` that will hold its content, in the same transaction (one commit
+    /// per create instead of two).
+    pub fn insert_local_staged(
+        &self,
+        parent: Ino,
+        node: &NewLocal,
+        staging_file: impl FnOnce(Ino) -> String,
+    ) -> MetaResult<(Ino, Vec<MetaChange>)> {
+        self.insert_local_with(parent, node, Some(staging_file))
+    }
+
+    fn insert_local_with(
+        &self,
+        parent: Ino,
+        node: &NewLocal,
+        staging_file: Option<impl FnOnce(Ino) -> String>,
+    ) -> MetaResult<(Ino, Vec<MetaChange>)> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let folder = find(&tx, "ino = ?1 AND parent >= 0", [parent as i64])?
@@ -104,7 +126,7 @@ impl MetaStore {
         let now = now_ms();
         // A new folder is empty and known to be: listed "now", never stale while protected.
         let listed = (node.kind == NodeKind::Folder).then_some(now);
-        tx.execute(
+        tx.exec(
             "INSERT INTO inodes (parent, name, path, kind, size, mtime, read_only, listed_at,
              seen_at, local_state) VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, ?6, ?7, ?8)",
             params![
@@ -119,10 +141,19 @@ impl MetaStore {
             ],
         )?;
         let ino = tx.last_insert_rowid() as Ino;
-        tx.execute(
+        tx.exec(
             "DELETE FROM tombstones WHERE parent = ?1 AND name = ?2",
             params![parent as i64, node.name],
         )?;
+        if let Some(staging_file) = staging_file {
+            let staging = super::OpenStaging {
+                file: staging_file(ino),
+                ino,
+                path: path.as_str().to_owned(),
+                base: None,
+            };
+            super::open_files::write_open_staging(&tx, &staging)?;
+        }
         tx.commit()?;
         let changes = vec![MetaChange::EntryAdded {
             parent,
@@ -154,7 +185,7 @@ impl MetaStore {
         error: Option<&str>,
     ) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute(
+        conn.exec(
             "UPDATE inodes SET local_state = ?2, local_error = ?3 WHERE ino = ?1",
             params![ino as i64, state.map(LocalState::to_sql), error],
         )?;
@@ -165,7 +196,7 @@ impl MetaStore {
     /// Sets the modification time (Unix seconds) the user gave `ino`.
     pub fn set_mtime(&self, ino: Ino, mtime: i64) -> MetaResult<()> {
         let conn = self.conn();
-        conn.execute(
+        conn.exec(
             "UPDATE inodes SET mtime = ?2 WHERE ino = ?1",
             params![ino as i64, mtime],
         )?;
@@ -183,7 +214,7 @@ impl MetaStore {
         let mut log = ApplyLog::new(now_ms());
         if let Some(rec) = find(&tx, "ino = ?1 AND parent >= 0", [ino as i64])? {
             if tombstone {
-                tx.execute(
+                tx.exec(
                     "INSERT OR REPLACE INTO tombstones (parent, name, path) VALUES (?1, ?2, ?3)",
                     params![rec.parent as i64, rec.name, rec.path.as_str()],
                 )?;
@@ -231,16 +262,16 @@ impl MetaStore {
             purge_detached(&tx, &mut log)?;
         }
         if tombstone {
-            tx.execute(
+            tx.exec(
                 "INSERT OR REPLACE INTO tombstones (parent, name, path) VALUES (?1, ?2, ?3)",
                 params![rec.parent as i64, rec.name, rec.path.as_str()],
             )?;
         }
-        tx.execute(
+        tx.exec(
             "DELETE FROM tombstones WHERE parent = ?1 AND name = ?2",
             params![new_parent as i64, new_name],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE inodes SET parent = ?2, name = ?3, path = ?4, seen_at = ?5,
              local_state = CASE WHEN local_state = 3 THEN 3 ELSE 0 END WHERE ino = ?1",
             params![
@@ -252,7 +283,7 @@ impl MetaStore {
             ],
         )?;
         if rec.is_dir() {
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET path = ?2 || substr(path, length(?1) + 1)
                  WHERE substr(path, 1, length(?1) + 1) = ?1 || '/'",
                 params![rec.path.as_str(), path.as_str()],
@@ -294,7 +325,7 @@ impl MetaStore {
         let mut folders = Vec::new();
         for (parent, name, path) in stones {
             if !pending(&path) && !keep_stone(&path) {
-                tx.execute(
+                tx.exec(
                     "DELETE FROM tombstones WHERE parent = ?1 AND name = ?2",
                     params![parent, name],
                 )?;
@@ -310,7 +341,7 @@ impl MetaStore {
         let mut cleared = Vec::new();
         for (ino, path) in rows {
             if !pending(&path) {
-                tx.execute(
+                tx.exec(
                     "UPDATE inodes SET local_state = NULL, local_error = NULL WHERE ino = ?1",
                     [ino],
                 )?;
@@ -319,7 +350,7 @@ impl MetaStore {
         }
         // Folders whose overlay changed are listed again, to show the server's view.
         for folder in &folders {
-            tx.execute(
+            tx.exec(
                 "UPDATE inodes SET listed_at = 0 WHERE ino = ?1 AND listed_at IS NOT NULL",
                 [*folder as i64],
             )?;
@@ -344,7 +375,7 @@ pub(super) fn write_local_content(
     state: LocalState,
 ) -> MetaResult<()> {
     let (vk, vv) = version_to_sql(version);
-    conn.execute(
+    conn.exec(
         "UPDATE inodes SET size = ?2, mtime = ?3, version_kind = ?4, version_value = ?5,
          local_state = ?6, local_error = NULL, seen_at = ?7 WHERE ino = ?1",
         params![

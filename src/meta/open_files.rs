@@ -7,6 +7,7 @@ use super::schema::version_to_sql;
 use super::{LocalState, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, HashKind};
 use crate::fs::Ino;
+use crate::sqlite::CachedExecute;
 use rusqlite::params;
 
 const TABLE: &str = "
@@ -41,6 +42,17 @@ fn kind_from_sql(v: i64) -> Option<HashKind> {
     }
 }
 
+/// The row of [`MetaStore::record_open_staging`], inside the caller's transaction.
+pub(super) fn write_open_staging(conn: &rusqlite::Connection, rec: &OpenStaging) -> MetaResult<()> {
+    let (vk, vv) = version_to_sql(rec.base.as_ref());
+    conn.exec(
+        "INSERT OR REPLACE INTO open_staging (file, ino, path, base_kind, base_value,
+         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![rec.file, rec.ino as i64, rec.path, vk, vv, now_ms()],
+    )?;
+    Ok(())
+}
+
 impl MetaStore {
     /// Creates the table if needed; called before any other method of this module.
     pub fn init_open_staging(&self) -> MetaResult<()> {
@@ -51,19 +63,13 @@ impl MetaStore {
     /// Records a staging file (replacing a record of the same name). Durable on return as far
     /// as a process crash goes (WAL, committed).
     pub fn record_open_staging(&self, rec: &OpenStaging) -> MetaResult<()> {
-        let (vk, vv) = version_to_sql(rec.base.as_ref());
-        self.conn().execute(
-            "INSERT OR REPLACE INTO open_staging (file, ino, path, base_kind, base_value,
-             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.file, rec.ino as i64, rec.path, vk, vv, now_ms()],
-        )?;
-        Ok(())
+        write_open_staging(&self.conn(), rec)
     }
 
     /// Forgets a staging file (handed to the journal, or discarded).
     pub fn forget_open_staging(&self, file: &str) -> MetaResult<()> {
         self.conn()
-            .execute("DELETE FROM open_staging WHERE file = ?1", [file])?;
+            .exec("DELETE FROM open_staging WHERE file = ?1", [file])?;
         Ok(())
     }
 
@@ -80,7 +86,7 @@ impl MetaStore {
     ) -> MetaResult<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM open_staging WHERE file = ?1", [file])?;
+        tx.exec("DELETE FROM open_staging WHERE file = ?1", [file])?;
         super::local::write_local_content(
             &tx,
             ino,
