@@ -80,14 +80,13 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Let the kernel list and look up in parallel, use readdirplus, and drop its page
         // cache when a getattr shows a new mtime/size (belt and braces with our invalidations).
-        // POSIX_ACL: the kernel asks each inode's ACL once and caches the answer (there never
-        // is one), instead of sending `ls -l`'s `system.posix_acl_access` query per entry
-        // and per run; the kernel then leaves the umask to us (modes are fixed anyway).
+        // Not FUSE_POSIX_ACL: the ACL answers the kernel would cache are dropped by every
+        // readdirplus, so `ls -l` sent one ACL query per entry and per run anyway; without it
+        // we answer ACL queries "not supported", which `ls` asks once per file system.
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_AUTO_INVAL_DATA
-            | InitFlags::FUSE_POSIX_ACL;
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
         for flag in wanted.iter() {
             if let Err(missing) = config.add_capabilities(flag) {
                 tracing::debug!(?missing, "kernel lacks a FUSE capability");

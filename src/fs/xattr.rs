@@ -17,11 +17,9 @@ pub const XATTR_PINNED: &str = "user.cells.pinned";
 /// The namespace of every attribute we serve.
 pub const XATTR_PREFIX: &str = "user.cells.";
 
-/// Namespaces this file system does not implement at all: no security labels, no trusted
-/// attributes. `system.posix_acl_*` is not among them: the adapter asks the kernel to handle
-/// ACLs, which caches our "no such attribute" per inode, while it would pass an error such as
-/// "not supported" on to every permission check of another user.
-const UNSUPPORTED_NAMESPACES: [&str; 2] = ["security.", "trusted."];
+/// Namespaces this file system does not implement at all: no security labels, no ACLs (the
+/// mode bits are all there is), no trusted attributes.
+const UNSUPPORTED_NAMESPACES: [&str; 3] = ["security.", "system.", "trusted."];
 
 /// True for names in our namespace.
 pub fn is_cells_xattr(name: &OsStr) -> bool {
@@ -32,10 +30,10 @@ pub fn is_cells_xattr(name: &OsStr) -> bool {
 /// `Unsupported` for a namespace we do not implement, `NoAttr` for any other name. `None` for
 /// our own names, which the core answers from the record.
 ///
-/// The difference matters for speed: `ls -l` asks every entry for `security.selinux`, and the
-/// kernel does not cache the answer; "not supported" (unlike "no such attribute") makes `ls`
-/// stop asking for the rest of the file system, so a warm listing costs no round trip per
-/// entry.
+/// The difference matters for speed: `ls -l` asks every entry for `security.selinux` and
+/// `system.posix_acl_access`, and the kernel does not cache the answers; "not supported"
+/// (unlike "no such attribute") makes `ls` stop asking for the rest of the file system, so a
+/// warm listing costs no round trip per entry.
 pub fn foreign_xattr(name: &OsStr) -> Option<FsError> {
     if is_cells_xattr(name) {
         return None;
@@ -150,17 +148,15 @@ mod tests {
         let answer = |n: &str| foreign_xattr(OsStr::new(n)).map(|e| e.to_string());
         let unsupported = Some(FsError::Unsupported.to_string());
         let absent = Some(FsError::NoAttr.to_string());
-        for n in ["security.selinux", "trusted.overlay.opaque"] {
-            assert_eq!(answer(n), unsupported, "{n}");
-        }
         for n in [
+            "security.selinux",
             "system.posix_acl_access",
             "system.posix_acl_default",
-            "user.other",
-            "user.cells",
-            "com.apple.FinderInfo",
-            "",
+            "trusted.overlay.opaque",
         ] {
+            assert_eq!(answer(n), unsupported, "{n}");
+        }
+        for n in ["user.other", "user.cells", "com.apple.FinderInfo", ""] {
             assert_eq!(answer(n), absent, "{n}");
         }
         for n in [XATTR_STATE, XATTR_HASH, XATTR_PINNED] {
