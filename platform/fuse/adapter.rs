@@ -83,10 +83,14 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         // Not FUSE_POSIX_ACL: the ACL answers the kernel would cache are dropped by every
         // readdirplus, so `ls -l` sent one ACL query per entry and per run anyway; without it
         // we answer ACL queries "not supported", which `ls` asks once per file system.
+        // HANDLE_KILLPRIV_V2: we clear set-id bits and capabilities on write ourselves (there
+        // never are any: modes are fixed, security attributes unsupported), so the kernel need
+        // not ask for `security.capability` before every write call.
         let wanted = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         for flag in wanted.iter() {
             if let Err(missing) = config.add_capabilities(flag) {
                 tracing::debug!(?missing, "kernel lacks a FUSE capability");
