@@ -16,5 +16,4 @@ pub mod names;
 /// Platform adapters (FUSE; WinFsp later): kernel requests onto the core.
 #[path = "../platform/mod.rs"]
 pub mod platform;
-pub mod sqlite;
 pub mod sync;

@@ -3,20 +3,9 @@
 //! written after the bytes it describes were written and `fdatasync`ed.
 
 use crate::error::CacheError;
-use rusqlite::{Connection, Params, params};
+use crate::sqlite::{CachedExecute, own_connection};
+use rusqlite::{Connection, params};
 use std::path::Path;
-
-/// `execute` with the statement compiled once per connection (parsing cost more than running
-/// on the write path).
-trait CachedExecute {
-    fn exec(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize>;
-}
-
-impl CachedExecute for Connection {
-    fn exec(&self, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries(
@@ -77,11 +66,7 @@ fn from_sql(n: i64) -> u64 {
 
 pub fn open(path: &Path) -> Result<Connection, CacheError> {
     let conn = Connection::open(path)?;
-    // Only this process's one connection uses the file: with the lock held for good, SQLite
-    // makes no file-lock calls per transaction and keeps the WAL index in memory; a second
-    // process opening the file is refused. Statements are compiled once (`exec`).
-    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
-    conn.set_prepared_statement_cache_capacity(32);
+    own_connection(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL + NORMAL: a power cut may lose the last commits (the cache is evictable, and a lost
     // row only loses a chunk), but never leaves a row without its synced data. Dirty entries

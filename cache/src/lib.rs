@@ -22,6 +22,7 @@ mod key;
 mod layout;
 mod read;
 mod space;
+pub mod sqlite;
 mod store;
 mod verify;
 mod write;

@@ -2,6 +2,7 @@
 //! index + file-system core + change feed. The FUSE session is attached by `mount`.
 
 use super::args::{Credentials, MountPlan};
+use cells_cache::sqlite::held_elsewhere;
 use cells_cache::{Cache, CacheConfig};
 use cells_mount::client::{CellsClient, ClientConfig, ClientError};
 #[cfg(unix)]
@@ -10,7 +11,6 @@ use cells_mount::fs::{CellsFs, FsConfig};
 use cells_mount::meta::MetaStore;
 #[cfg(unix)]
 use cells_mount::platform::fuse::FuseInvalidator;
-use cells_mount::sqlite::held_elsewhere;
 use cells_mount::sync::{Journal, Uploader, UploaderConfig};
 use std::sync::Arc;
 use std::time::Duration;

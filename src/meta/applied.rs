@@ -3,7 +3,7 @@
 //! that were journaled and never applied (see `fs::replay`).
 
 use super::{MetaError, MetaResult, MetaStore};
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashSet;
 

@@ -7,7 +7,7 @@ use super::schema::{kind_to_sql, version_to_sql};
 use super::{InodeRecord, MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, Node, NodeKind};
 use crate::fs::Ino;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::{TransactionBehavior, params};
 
 /// A child as a listing or a stat describes it, independent of where it is stored.

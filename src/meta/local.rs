@@ -9,7 +9,7 @@ use super::schema::{kind_to_sql, version_to_sql};
 use super::{MetaChange, MetaError, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::Ino;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Why a row differs from the server's view.

@@ -22,7 +22,7 @@ pub use pins::PinnedContent;
 use crate::client::{ContentVersion, NodeKind};
 use crate::fs::{Ino, ROOT_INO};
 use crate::names::RemotePath;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use moka::sync::Cache as MokaCache;
 use rusqlite::{Connection, OptionalExtension, params};
 use schema::{COLUMNS, raw_row, record_from_raw};

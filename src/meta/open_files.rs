@@ -7,7 +7,7 @@ use super::schema::version_to_sql;
 use super::{LocalState, MetaResult, MetaStore, now_ms};
 use crate::client::{ContentVersion, HashKind};
 use crate::fs::Ino;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::params;
 
 const TABLE: &str = "

@@ -5,7 +5,7 @@
 
 use super::{MetaResult, MetaStore, now_ms};
 use crate::names::RemotePath;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Tables of this module. Kept apart from the inode tables: pins are the user's choices, not

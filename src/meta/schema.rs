@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS listing_stage (
 pub fn open_connection(state_dir: &Path) -> Result<Connection, MetaError> {
     std::fs::create_dir_all(state_dir)?;
     let conn = Connection::open(state_dir.join("index.sqlite"))?;
-    crate::sqlite::own_connection(&conn)?;
+    cells_cache::sqlite::own_connection(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL is durable enough for an index the server can always rebuild.
     conn.pragma_update(None, "synchronous", "NORMAL")?;

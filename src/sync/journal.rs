@@ -13,7 +13,7 @@ use super::op_table::OpTable;
 use super::{QueueStats, SyncError, order, schema, staging};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use cells_cache::{Cache, FileDigest, FileDigester};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};

@@ -2,7 +2,7 @@
 //! completion, deferral with backoff, conflict records, queue statistics.
 
 use super::*;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 
 /// A recorded conflict, until the user dismisses it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use super::SyncError;
 use super::op::{Op, OpKind, OpState};
 use crate::client::{ContentVersion, HashKind};
 use crate::names::RemotePath;
-use crate::sqlite::CachedExecute;
+use cells_cache::sqlite::CachedExecute;
 use rusqlite::{Connection, Row, params};
 
 const VERSION: i64 = 1;
@@ -14,7 +14,7 @@ const VERSION: i64 = 1;
 /// schema created or checked.
 pub fn open(path: &std::path::Path) -> Result<Connection, SyncError> {
     let conn = Connection::open(path)?;
-    crate::sqlite::own_connection(&conn)?;
+    cells_cache::sqlite::own_connection(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;

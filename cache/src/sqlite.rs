@@ -1,4 +1,5 @@
-//! What every SQLite database of this process shares: how a connection is set up, and
+//! What every SQLite database of cells-mount shares (this cache's index, the metadata index
+//! and the upload journal): how a connection is set up, and
 //! statements compiled once per connection instead of once per call.
 
 use rusqlite::{Connection, Params};
