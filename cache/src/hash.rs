@@ -120,6 +120,23 @@ impl SumKind {
             Self::Xxh3 => xxhash_rust::xxh3::xxh3_128(data).to_le_bytes(),
         }
     }
+
+    /// [`Self::sum`] of the concatenation of `parts`, without concatenating them.
+    pub fn sum_parts(self, parts: &[&[u8]]) -> [u8; 16] {
+        match (self, parts) {
+            (_, [one]) => self.sum(one),
+            (Self::Md5, _) => {
+                let mut h = Md5::new();
+                parts.iter().for_each(|p| h.update(p));
+                h.finalize().into()
+            }
+            (Self::Xxh3, _) => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                parts.iter().for_each(|p| h.update(p));
+                h.digest128().to_le_bytes()
+            }
+        }
+    }
 }
 
 /// Checksum of a chunk of a new entry.
@@ -176,6 +193,17 @@ mod tests {
         h.update(b"b");
         assert!(!h.matches_key("m0cc175b9c0f1b6a831c399e269772661"));
         assert!(ContentHasher::for_kind(KeyKind::Opaque).is_none());
+    }
+
+    #[test]
+    fn a_sum_over_pieces_equals_the_sum_of_the_joined_bytes() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let pieces: Vec<&[u8]> = vec![&data[..1], &data[1..70_001], &data[70_001..]];
+        for kind in [SumKind::Md5, SumKind::Xxh3] {
+            assert_eq!(kind.sum_parts(&pieces), kind.sum(&data));
+            assert_eq!(kind.sum_parts(&[&data[..]]), kind.sum(&data));
+            assert_eq!(kind.sum_parts(&[]), kind.sum(b""));
+        }
     }
 
     #[test]

@@ -137,17 +137,13 @@ impl Cache {
         self.inner.read(key, offset, len)
     }
 
-    /// As [`Cache::read`], but `Ok(None)` also when a chunk of the range has not been checked
-    /// in this process yet (this read never hashes): for callers that must not wait long, and
-    /// take the slower way on a miss.
-    pub fn read_checked(
-        &self,
-        key: &str,
-        offset: u64,
-        len: usize,
-    ) -> Result<Option<Vec<u8>>, CacheError> {
+    /// Fills `out` with the cached bytes at `offset`, into the caller's buffer (a reader on a
+    /// hot path reuses one). `Ok(false)`, `out` undefined, when any of those bytes is missing,
+    /// past the end, or in a chunk not checked in this process yet (this read never hashes):
+    /// for callers that must not wait long, and take the slower way then.
+    pub fn read_checked(&self, key: &str, offset: u64, out: &mut [u8]) -> Result<bool, CacheError> {
         check(key)?;
-        self.inner.read_checked(key, offset, len)
+        self.inner.read_checked(key, offset, out)
     }
 
     /// Chunk-aligned ranges not yet present within `[offset, offset+len)`, clipped to the entry
@@ -169,18 +165,19 @@ impl Cache {
     /// then failed the key check (the entry was dropped); `UnknownEntry` without `ensure_entry`.
     pub fn write_range(&self, key: &str, offset: u64, data: &[u8]) -> Result<(), CacheError> {
         check(key)?;
-        self.inner.write_range(key, offset, data)
+        self.inner.write_range(key, offset, &[data])
     }
 
     /// `write_range` without the whole-content check of a `c`/`m` entry this write completes:
     /// returns true when that check is due (`check_content`), so that a caller can hand the
     /// bytes on first and hash the whole content off its readers' path. Until then, reads
     /// serve the entry's chunks as they would a partial entry's; `complete_path` checks first.
+    /// The bytes come in pieces (as a response body arrives), stored without joining them.
     pub fn write_range_deferred(
         &self,
         key: &str,
         offset: u64,
-        data: &[u8],
+        data: &[&[u8]],
     ) -> Result<bool, CacheError> {
         check(key)?;
         Ok(self.inner.store_range(key, offset, data)?.is_some())

@@ -112,28 +112,26 @@ impl Inner {
 
     /// As [`Inner::read`], but `Ok(None)` also when a chunk of the range has not been checked
     /// in this process yet: this read never hashes, so it is quick enough for any thread.
-    pub fn read_checked(
-        &self,
-        key: &str,
-        offset: u64,
-        len: usize,
-    ) -> Result<Option<Vec<u8>>, CacheError> {
+    pub fn read_checked(&self, key: &str, offset: u64, out: &mut [u8]) -> Result<bool, CacheError> {
         let Some(entry) = self.get(key) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let range = entry.layout.clip(offset, len as u64);
+        let range = entry.layout.clip(offset, out.len() as u64);
+        if range.end - range.start != out.len() as u64 {
+            return Ok(false);
+        }
         if range.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok(true);
         }
         match self.unverified_in(&entry, range.clone())? {
             Some(unverified) if unverified.is_empty() => {}
-            _ => return Ok(None),
+            _ => return Ok(false),
         }
         self.touch(&entry);
         let Some(file) = self.data_file(&entry)? else {
-            return Ok(None);
+            return Ok(false);
         };
-        self.read_range(&entry, &file, range)
+        self.read_into(&entry, &file, range.start, out)
     }
 
     /// The bytes of `range` from the entry's data file, whose chunks were checked.
@@ -144,13 +142,27 @@ impl Inner {
         range: Range<u64>,
     ) -> Result<Option<Vec<u8>>, CacheError> {
         let mut out = vec![0u8; usize::try_from(range.end - range.start).unwrap_or(0)];
-        match fsio::read_exact_at(file, &mut out, range.start) {
-            Ok(()) => Ok(Some(out)),
+        Ok(self
+            .read_into(entry, file, range.start, &mut out)?
+            .then_some(out))
+    }
+
+    /// Fills `out` from the entry's data file at `at` (chunks already checked); false when the
+    /// file turned out shorter (it is dropped).
+    fn read_into(
+        &self,
+        entry: &Arc<Entry>,
+        file: &File,
+        at: u64,
+        out: &mut [u8],
+    ) -> Result<bool, CacheError> {
+        match fsio::read_exact_at(file, out, at) {
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 // The file was truncated behind our back after verification.
                 tracing::warn!(key = %entry.key, "cache data file shrank; dropping entry");
                 self.drop_entry_now(entry)?;
-                Ok(None)
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }

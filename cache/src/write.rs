@@ -109,7 +109,7 @@ impl Inner {
         self: &Arc<Self>,
         key: &str,
         offset: u64,
-        data: &[u8],
+        data: &[&[u8]],
     ) -> Result<(), CacheError> {
         if let Some(entry) = self.store_range(key, offset, data)? {
             self.check_whole(&entry)?;
@@ -119,12 +119,14 @@ impl Inner {
 
     /// Stores the whole chunks of `data`; returns the entry when this write completed a `c`/`m`
     /// entry whose whole content is still to be checked against its key (`check_whole`).
+    /// `data` is one run of bytes given in pieces.
     pub fn store_range(
         self: &Arc<Self>,
         key: &str,
         offset: u64,
-        data: &[u8],
+        data: &[&[u8]],
     ) -> Result<Option<Arc<Entry>>, CacheError> {
+        let data_len: usize = data.iter().map(|p| p.len()).sum();
         let entry = self
             .get(key)
             .ok_or_else(|| CacheError::UnknownEntry(key.to_owned()))?;
@@ -138,7 +140,7 @@ impl Inner {
                 return Err(CacheError::UnknownEntry(key.to_owned()));
             }
             layout
-                .covered(offset, data.len() as u64)
+                .covered(offset, data_len as u64)
                 .filter(|&i| !chunks.is_present(i))
                 .collect()
         };
@@ -155,11 +157,14 @@ impl Inner {
             let r = layout.range(idx);
             let from = usize::try_from(r.start - offset).unwrap_or(usize::MAX);
             let to = from.saturating_add(usize::try_from(r.end - r.start).unwrap_or(usize::MAX));
-            let chunk = data
-                .get(from..to)
+            let chunk = pieces_within(data, from, to)
                 .ok_or_else(|| CacheError::Corrupt("chunk arithmetic out of range".into()))?;
-            fsio::write_all_at(&file, chunk, r.start)?;
-            written.push((idx, entry.sums.sum(chunk)));
+            let mut at = r.start;
+            for piece in &chunk {
+                fsio::write_all_at(&file, piece, at)?;
+                at += piece.len() as u64;
+            }
+            written.push((idx, entry.sums.sum_parts(&chunk)));
         }
         // No fsync: these are clean, fetched bytes. If a crash loses them while their rows
         // survive, the chunks fail their checksum on first read in the next process and are
@@ -396,4 +401,34 @@ fn move_in(src: &Path, dest: &Path, sync: bool) -> Result<(), CacheError> {
         fsio::sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// The parts of `data` (one run of bytes in pieces) covering bytes `from..to` of the run;
+/// `None` when the run is shorter.
+fn pieces_within<'a>(data: &[&'a [u8]], from: usize, to: usize) -> Option<Vec<&'a [u8]>> {
+    let (mut out, mut at) = (Vec::new(), 0usize);
+    for piece in data {
+        let (lo, hi) = (at, at + piece.len());
+        at = hi;
+        if from.max(lo) < to.min(hi) {
+            out.push(piece.get(from.max(lo) - lo..to.min(hi) - lo)?);
+        }
+    }
+    (at >= to && from <= to).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces_within;
+
+    #[test]
+    fn pieces_within_covers_exactly_the_asked_bytes() {
+        let data: [&[u8]; 3] = [b"abc", b"defg", b"h"];
+        let joined = |v: Vec<&[u8]>| v.concat();
+        assert_eq!(joined(pieces_within(&data, 0, 8).unwrap()), b"abcdefgh");
+        assert_eq!(joined(pieces_within(&data, 2, 5).unwrap()), b"cde");
+        assert_eq!(pieces_within(&data, 3, 7).unwrap(), vec![&b"defg"[..]]);
+        assert!(pieces_within(&data, 4, 4).unwrap().is_empty());
+        assert_eq!(pieces_within(&data, 6, 9), None, "past the end of the run");
+    }
 }

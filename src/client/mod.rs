@@ -13,6 +13,7 @@ pub mod http;
 mod jobs;
 pub mod model;
 mod multipart;
+pub mod pieces;
 pub mod remote;
 pub mod s3;
 pub mod session;
@@ -24,13 +25,13 @@ pub use error::{ClientError, ClientResult};
 pub use events::{ChangeEvent, ChangeKind, FeedItem};
 pub use http::{StaticToken, TokenSource};
 pub use model::{ContentVersion, HashKind, Node, NodeKind, WorkspaceInfo};
+pub use pieces::Pieces;
 pub use remote::{ListPage, Remote, UploadOutcome};
 pub use s3::ObjectHead;
 pub use session::{PasswordTokenSource, Session, login};
 
 use crate::names::RemotePath;
 use async_trait::async_trait;
-use bytes::Bytes;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -92,8 +93,8 @@ impl Remote for CellsClient {
         CellsClient::list_page(self, dir, offset, limit).await
     }
 
-    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Bytes> {
-        CellsClient::read_range(self, path, range).await
+    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Pieces> {
+        CellsClient::read_range_pieces(self, path, range).await
     }
 
     async fn upload_file(&self, path: &RemotePath, local: &Path) -> ClientResult<UploadOutcome> {

@@ -3,9 +3,9 @@
 
 use super::error::ClientResult;
 use super::model::Node;
+use super::pieces::Pieces;
 use crate::names::RemotePath;
 use async_trait::async_trait;
-use bytes::Bytes;
 use std::ops::Range;
 use std::path::Path;
 
@@ -39,9 +39,9 @@ pub trait Remote: Send + Sync + 'static {
     /// One page of the children of `dir` (the root lists workspaces).
     async fn list_page(&self, dir: &RemotePath, offset: u64, limit: u32) -> ClientResult<ListPage>;
 
-    /// Bytes `range` of a file's current content. A short reply (the file shrank) is returned
-    /// as is; the caller checks lengths.
-    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Bytes>;
+    /// Bytes `range` of a file's current content, in the pieces they arrived in. A short reply
+    /// (the file shrank) is returned as is; the caller checks lengths.
+    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Pieces>;
 
     /// Uploads a local file as `path` (single PUT or multipart, chosen by size).
     async fn upload_file(&self, path: &RemotePath, local: &Path) -> ClientResult<UploadOutcome>;

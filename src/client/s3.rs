@@ -8,6 +8,7 @@ use super::config::Secret;
 use super::error::{ClientError, ClientResult};
 use super::http::{ErrorFlavor, Retry};
 use super::model::HashKind;
+use super::pieces::Pieces;
 use super::remote::UploadOutcome;
 use crate::hash::cells_hash;
 use crate::names::RemotePath;
@@ -17,7 +18,7 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::Method;
 use std::ops::Range;
 use std::path::Path;
@@ -105,11 +106,21 @@ impl CellsClient {
         Ok(req)
     }
 
-    /// Bytes `range` of `path`. A range reaching past the end returns what exists; a range
-    /// starting past the end is `RangeNotSatisfiable`.
+    /// Bytes `range` of `path` in one buffer. A range reaching past the end returns what
+    /// exists; a range starting past the end is `RangeNotSatisfiable`.
     pub async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Bytes> {
+        Ok(self.read_range_pieces(path, range).await?.into_bytes())
+    }
+
+    /// [`Self::read_range`] in the pieces the network delivered: no copy into one buffer
+    /// (a cold read stores them in the cache as they are).
+    pub async fn read_range_pieces(
+        &self,
+        path: &RemotePath,
+        range: Range<u64>,
+    ) -> ClientResult<Pieces> {
         if range.start >= range.end {
-            return Ok(Bytes::new());
+            return Ok(Pieces::default());
         }
         let want = usize::try_from(range.end - range.start)
             .map_err(|_| ClientError::Config("range too large for this machine".into()))?;
@@ -130,8 +141,8 @@ impl CellsClient {
             }
             _ => range.start,
         };
-        let mut buf = BytesMut::with_capacity(want.min(16 * 1024 * 1024));
-        while buf.len() < want {
+        let (mut parts, mut have) = (Vec::new(), 0usize);
+        while have < want {
             let Some(mut chunk) = resp
                 .chunk()
                 .await
@@ -144,10 +155,11 @@ impl CellsClient {
                 skip -= dropped;
                 chunk = chunk.slice(dropped as usize..);
             }
-            let room = want - buf.len();
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            chunk.truncate(want - have);
+            have += chunk.len();
+            parts.push(chunk);
         }
-        Ok(buf.freeze())
+        Ok(Pieces::new(parts))
     }
 
     /// Size and storage ETag of an object.

@@ -212,8 +212,16 @@ pub trait FileSystem: Send + Sync + 'static {
     }
     /// [`Self::read`] when the bytes are in the local cache, already checked: a `pread` on the
     /// adapter's thread instead of the hand-offs of a task (a sequential read is thousands of
-    /// kernel requests). `None`: the adapter calls [`Self::read`].
-    fn read_now(&self, _ino: Ino, _fh: Fh, _offset: u64, _size: u32) -> Option<FsResult<Bytes>> {
+    /// kernel requests). The bytes are the first `n` of `buf`, a buffer the caller reuses
+    /// (grown as needed, never shrunk). `None`: the adapter calls [`Self::read`].
+    fn read_now(
+        &self,
+        _ino: Ino,
+        _fh: Fh,
+        _offset: u64,
+        _size: u32,
+        _buf: &mut Vec<u8>,
+    ) -> Option<FsResult<usize>> {
         None
     }
     /// [`Self::flush`] when it can be answered at once, as [`Self::write_now`]. The adapter

@@ -4,6 +4,7 @@
 
 use super::api::{FsError, FsResult};
 use super::errors::{from_cache_error, from_join_error};
+use crate::client::Pieces;
 use bytes::Bytes;
 use cells_cache::{Cache, CacheError, EntryState, HoldGuard, Usage};
 use std::ops::Range;
@@ -87,10 +88,10 @@ impl ContentStore {
 
     /// Stores fetched bytes. Only a refusal for lack of space is reported; any other failure
     /// is logged, since the bytes are served from memory either way.
-    pub async fn write(&self, key: &str, size: u64, offset: u64, data: Bytes) -> Stored {
+    pub async fn write(&self, key: &str, size: u64, offset: u64, data: Pieces) -> Stored {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         let res = blocking(move || {
-            let attempt = |c: &Cache| c.write_range_deferred(&key, offset, &data);
+            let attempt = |c: &Cache| c.write_range_deferred(&key, offset, &data.slices());
             match attempt(&cache) {
                 Err(CacheError::UnknownEntry(_)) => {
                     cache.ensure_entry(&key, size)?;
@@ -174,12 +175,9 @@ impl ContentStore {
     /// The cached bytes of `[offset, offset+len)` on the calling thread, when every chunk is
     /// present and already checked; `None` on a miss or an error (the caller takes the
     /// slower way, which reports errors).
-    pub fn read_now(&self, key: &str, offset: u64, len: u64) -> Option<Bytes> {
-        let want = usize::try_from(len).ok()?;
-        match self.cache.read_checked(key, offset, want) {
-            Ok(Some(b)) if b.len() == want => Some(Bytes::from(b)),
-            _ => None,
-        }
+    /// `out` is filled entirely (true) or left undefined (false).
+    pub fn read_now(&self, key: &str, offset: u64, out: &mut [u8]) -> bool {
+        matches!(self.cache.read_checked(key, offset, out), Ok(true))
     }
 
     pub async fn state(&self, key: &str) -> FsResult<EntryState> {

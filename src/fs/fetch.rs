@@ -8,7 +8,7 @@ use super::api::{FsError, FsResult};
 use super::content::{ContentStore, Stored};
 use super::errors::from_client_error;
 use super::offline::{OfflineState, went_offline};
-use crate::client::Remote;
+use crate::client::{Pieces, Remote};
 use crate::names::RemotePath;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -135,7 +135,7 @@ impl<R: Remote> Fetcher<R> {
         if start >= end {
             return;
         }
-        let (tx, rx) = oneshot::channel::<FsResult<Bytes>>();
+        let (tx, rx) = oneshot::channel::<FsResult<Pieces>>();
         let whole = rx
             .map(|r| r.unwrap_or_else(|_| Err(FsError::Io("fetch task ended".into()))))
             .boxed()
@@ -147,9 +147,10 @@ impl<R: Remote> Fetcher<R> {
                 .clone()
                 .map(move |r| {
                     let b = r?;
-                    b.get(lo..hi)
-                        .map(|_| b.slice(lo..hi))
-                        .ok_or_else(|| FsError::Io("short range from the server".into()))
+                    match lo <= hi && hi <= b.len() {
+                        true => Ok(b.slice(lo..hi)),
+                        false => Err(FsError::Io("short range from the server".into())),
+                    }
                 })
                 .boxed()
                 .shared();
@@ -176,7 +177,7 @@ impl<R: Remote> Fetcher<R> {
         src: &Source,
         range: std::ops::Range<u64>,
         background: bool,
-    ) -> FsResult<Bytes> {
+    ) -> FsResult<Pieces> {
         let len = range.end - range.start;
         // Some of these chunks may have been stored between the caller's check and now.
         let missing = self
@@ -191,7 +192,7 @@ impl<R: Remote> Fetcher<R> {
             && let Some(b) = self.store.read(&src.key, range.start, len).await?
             && b.len() as u64 == len
         {
-            return Ok(b);
+            return Ok(b.into());
         }
         if !wanted.is_empty() && wanted != range {
             let part = self.download(src, wanted.clone(), background).await?;
@@ -199,7 +200,7 @@ impl<R: Remote> Fetcher<R> {
             if let Some(b) = self.store.read(&src.key, range.start, len).await?
                 && b.len() as u64 == len
             {
-                return Ok(b);
+                return Ok(b.into());
             }
         }
         // All of it from the server (also when the cache refused or lost part of it).
@@ -211,7 +212,7 @@ impl<R: Remote> Fetcher<R> {
     /// Stores fetched bytes. When they complete the entry, its whole-content check (a hash of
     /// the whole file) runs in the background: readers waiting on these bytes, and readers of
     /// the rest of the entry, are served meanwhile from chunks checked one by one.
-    async fn keep(&self, src: &Source, at: u64, bytes: Bytes) {
+    async fn keep(&self, src: &Source, at: u64, bytes: Pieces) {
         if self.store.write(&src.key, src.size, at, bytes).await != Stored::Completed {
             return;
         }
@@ -231,7 +232,7 @@ impl<R: Remote> Fetcher<R> {
         src: &Source,
         range: std::ops::Range<u64>,
         background: bool,
-    ) -> FsResult<Bytes> {
+    ) -> FsResult<Pieces> {
         let len = range.end - range.start;
         let sem = if background {
             &self.ahead
@@ -277,6 +278,7 @@ impl<R: Remote> Fetcher<R> {
         self.remote
             .read_range(path, offset..offset.saturating_add(len))
             .await
+            .map(Pieces::into_bytes)
             .map_err(|e| {
                 self.note_error(&e);
                 from_client_error(e)

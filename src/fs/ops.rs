@@ -42,8 +42,15 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         self.do_write_now(ino, fh, offset, data)
     }
 
-    fn read_now(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Option<FsResult<Bytes>> {
-        self.do_read_now(ino, fh, offset, size)
+    fn read_now(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+        buf: &mut Vec<u8>,
+    ) -> Option<FsResult<usize>> {
+        self.do_read_now(ino, fh, offset, size, buf)
     }
 
     fn flush_now(&self, ino: Ino, fh: Fh) -> Option<FsResult<()>> {

@@ -5,8 +5,8 @@ use super::api::*;
 use super::core::{CellsFs, OpenFile, lock};
 use super::fetch::{ChunkFetch, Source};
 use super::readahead::ReadAhead;
-use crate::client::Remote;
-use bytes::{Bytes, BytesMut};
+use crate::client::{Pieces, Remote};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -139,22 +139,35 @@ impl<R: Remote> CellsFs<R> {
         fh: Fh,
         offset: u64,
         size: u32,
-    ) -> Option<FsResult<Bytes>> {
+        buf: &mut Vec<u8>,
+    ) -> Option<FsResult<usize>> {
         let file = lock(&self.files).get(&fh).cloned()?;
         if file.ino != ino || file.write.is_some() {
             return None;
         }
         let src = file.source.as_ref()?;
         if offset >= file.size || size == 0 {
-            return Some(Ok(Bytes::new()));
+            return Some(Ok(0));
         }
-        let len = u64::from(size).min(file.size - offset);
-        let bytes = self.fetcher.store().read_now(&src.key, offset, len)?;
+        // At most `size` (a u32), so it fits.
+        let len = u64::from(size).min(file.size - offset) as usize;
+        if buf.len() < len {
+            // Grown once per thread and reused: no fresh, zeroed buffer per read.
+            buf.resize(len, 0);
+        }
+        if !self
+            .fetcher
+            .store()
+            .read_now(&src.key, offset, &mut buf[..len])
+        {
+            return None;
+        }
+        let len = len as u64;
         let ahead = lock(&file.readahead).on_read(offset, len, file.size);
         if let Some(range) = ahead {
             self.fetcher.prefetch(src.clone(), range);
         }
-        Some(Ok(bytes))
+        Some(Ok(len as usize))
     }
 
     /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
@@ -185,7 +198,7 @@ impl<R: Remote> CellsFs<R> {
                 fetches.insert(idx, self.fetcher.chunk(src, idx, false));
             }
         }
-        let mut out = BytesMut::with_capacity(len as usize);
+        let mut out = Vec::with_capacity((last - first + 1) as usize);
         for idx in first..=last {
             let chunk_start = idx * cs;
             let from = offset.max(chunk_start);
@@ -214,9 +227,10 @@ impl<R: Remote> CellsFs<R> {
                     chunk.slice(lo..hi)
                 }
             };
-            out.extend_from_slice(&piece);
+            out.push(piece);
         }
-        Ok(out.freeze())
+        // A read within one chunk (most are) is handed on without a copy.
+        Ok(Pieces::new(out).into_bytes())
     }
 
     pub(super) async fn do_release(&self, fh: Fh) {

@@ -3,7 +3,7 @@
 //! that holds reads, and injection of entries a hostile server might send.
 
 use crate::client::{
-    ClientError, ClientResult, ContentVersion, HashKind, ListPage, Node, NodeKind, Remote,
+    ClientError, ClientResult, ContentVersion, HashKind, ListPage, Node, NodeKind, Pieces, Remote,
     UploadOutcome,
 };
 use crate::names::RemotePath;
@@ -15,6 +15,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::watch;
+
+/// Size of the pieces the in-memory server delivers a body in: odd, so that cache chunks
+/// straddle piece boundaries.
+const MOCK_PIECE: usize = 100_003;
 
 /// How the double fails every request while set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,7 +256,7 @@ impl Remote for MemoryRemote {
         })
     }
 
-    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Bytes> {
+    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Pieces> {
         self.counts.read.fetch_add(1, Ordering::SeqCst);
         let mut open = self.reads_open.subscribe();
         // Ignoring the error is right: the sender lives as long as `self`.
@@ -265,7 +269,13 @@ impl Remote for MemoryRemote {
             .ok_or_else(|| ClientError::NotFound(path.to_string()))?;
         let len = n.content.len() as u64;
         let (s, e) = (range.start.min(len) as usize, range.end.min(len) as usize);
-        Ok(n.content.slice(s..e))
+        // In uneven pieces, as a network delivers them: chunks straddle piece boundaries.
+        let body = n.content.slice(s..e);
+        let parts = (0..body.len())
+            .step_by(MOCK_PIECE)
+            .map(|at| body.slice(at..(at + MOCK_PIECE).min(body.len())))
+            .collect();
+        Ok(Pieces::new(parts))
     }
 
     async fn upload_file(&self, _path: &RemotePath, _local: &Path) -> ClientResult<UploadOutcome> {

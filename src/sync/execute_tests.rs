@@ -2,11 +2,10 @@
 //! finish: the retry must find the work done, not fail and hold back everything behind it.
 
 use super::*;
-use crate::client::{ClientResult, ListPage, UploadOutcome};
+use crate::client::{ClientResult, ListPage, Pieces, UploadOutcome};
 use crate::fs::testing::MemoryRemote;
 use crate::sync::NoHooks;
 use async_trait::async_trait;
-use bytes::Bytes;
 use std::ops::Range;
 
 fn p(s: &str) -> RemotePath {
@@ -27,7 +26,7 @@ impl Remote for FinishesTheDeadRunFirst {
     async fn list_page(&self, dir: &RemotePath, offset: u64, limit: u32) -> ClientResult<ListPage> {
         self.tree.list_page(dir, offset, limit).await
     }
-    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Bytes> {
+    async fn read_range(&self, path: &RemotePath, range: Range<u64>) -> ClientResult<Pieces> {
         self.tree.read_range(path, range).await
     }
     async fn upload_file(&self, path: &RemotePath, local: &Path) -> ClientResult<UploadOutcome> {

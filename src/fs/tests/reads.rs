@@ -251,31 +251,53 @@ async fn reopening_keeps_the_kernel_cache_until_the_version_changes() {
     .await;
 }
 
+/// `read_now` through one reused buffer, as the adapter calls it; the bytes it answered.
+fn read_now(
+    h: &Harness,
+    buf: &mut Vec<u8>,
+    ino: Ino,
+    fh: Fh,
+    at: u64,
+    size: u32,
+) -> Option<Vec<u8>> {
+    let n = h.fs.read_now(ino, fh, at, size, buf)?.unwrap();
+    Some(buf[..n].to_vec())
+}
+
 #[tokio::test]
 async fn reads_are_answered_at_once_only_from_checked_cached_bytes() {
     let (r, data) = file_remote(8 * CHUNK as usize);
     let h = Harness::new(r);
     let ino = h.lookup_path("f.bin").await.unwrap().attr.ino;
     let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
+    // A reused buffer holds an earlier read's bytes: only the first `n` are the answer.
+    let mut buf = vec![0xa5; 4096];
     assert!(
-        h.fs.read_now(ino, fh, 0, 100).is_none(),
+        read_now(&h, &mut buf, ino, fh, 0, 100).is_none(),
         "nothing cached yet"
     );
     assert_eq!(h.remote.reads(), 0, "a miss fetches nothing by itself");
     assert!(
-        h.fs.read_now(ino, 999_999, 0, 100).is_none(),
+        read_now(&h, &mut buf, ino, 999_999, 0, 100).is_none(),
         "unknown handle"
     );
 
     let got = h.fs.read(ino, fh, 0, CHUNK as u32).await.unwrap();
     assert_eq!(&got[..], &data[..CHUNK as usize]);
-    let at_once = h.fs.read_now(ino, fh, 10, 100).expect("cached").unwrap();
+    let at_once = read_now(&h, &mut buf, ino, fh, 10, 100).expect("cached");
     assert_eq!(&at_once[..], &data[10..110]);
-    assert!(h.fs.read_now(ino + 1, fh, 10, 100).is_none(), "wrong inode");
-    let past_end = h.fs.read_now(ino, fh, data.len() as u64, 10).unwrap();
-    assert!(past_end.unwrap().is_empty());
+    let grown = read_now(&h, &mut buf, ino, fh, 1, 8000).expect("cached");
+    assert_eq!(&grown[..], &data[1..8001], "the buffer grows to the read");
+    assert!(
+        read_now(&h, &mut buf, ino + 1, fh, 10, 100).is_none(),
+        "wrong inode"
+    );
+    let past_end = read_now(&h, &mut buf, ino, fh, data.len() as u64, 10).unwrap();
+    assert!(past_end.is_empty());
     let whole = h.read_all(ino, 8192).await;
     assert!(whole == data);
+    let across = read_now(&h, &mut buf, ino, fh, CHUNK - 10, 100).expect("cached now");
+    assert_eq!(&across[..], &data[CHUNK as usize - 10..CHUNK as usize + 90]);
 
     // After a restart no chunk has been checked in this process: the async way checks them,
     // and it alone sees (and drops) a corrupt one.
@@ -286,12 +308,12 @@ async fn reads_are_answered_at_once_only_from_checked_cached_bytes() {
     bytes[5] ^= 0xff;
     std::fs::write(&object, bytes).unwrap();
     let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
-    assert!(h.fs.read_now(ino, fh, 0, 100).is_none(), "not checked yet");
+    assert!(
+        read_now(&h, &mut buf, ino, fh, 0, 100).is_none(),
+        "not checked yet"
+    );
     let got = h.fs.read(ino, fh, 0, 100).await.unwrap();
     assert_eq!(&got[..], &data[..100], "the corrupt chunk came again");
-    let at_once =
-        h.fs.read_now(ino, fh, 0, 100)
-            .expect("checked now")
-            .unwrap();
+    let at_once = read_now(&h, &mut buf, ino, fh, 0, 100).expect("checked now");
     assert_eq!(&at_once[..], &data[..100]);
 }
