@@ -32,6 +32,10 @@ pub struct Entry {
     pub last_access: AtomicU64,
     pub saved_access: AtomicU64,
     pub chunks: Mutex<ChunkState>,
+    /// Held while writing into the data file. Parallel fetches of one file would otherwise
+    /// contend for the kernel's inode lock, which spins while waiting: on a small machine that
+    /// spinning took CPU from the reads themselves. Waiting here sleeps.
+    pub writing: Mutex<()>,
     file: OnceLock<Arc<File>>,
 }
 
@@ -78,6 +82,7 @@ impl Entry {
                 whole_verified: init.whole_verified,
                 removed: false,
             }),
+            writing: Mutex::new(()),
             file: OnceLock::new(),
         }
     }

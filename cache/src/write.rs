@@ -152,19 +152,29 @@ impl Inner {
         let Some(file) = self.data_file(&entry)? else {
             return Err(CacheError::UnknownEntry(key.to_owned()));
         };
-        let mut written = Vec::with_capacity(todo.len());
+        let mut chunks = Vec::with_capacity(todo.len());
         for idx in todo {
             let r = layout.range(idx);
             let from = usize::try_from(r.start - offset).unwrap_or(usize::MAX);
             let to = from.saturating_add(usize::try_from(r.end - r.start).unwrap_or(usize::MAX));
             let chunk = pieces_within(data, from, to)
                 .ok_or_else(|| CacheError::Corrupt("chunk arithmetic out of range".into()))?;
-            let mut at = r.start;
-            for piece in &chunk {
-                fsio::write_all_at(&file, piece, at)?;
-                at += piece.len() as u64;
+            chunks.push((idx, r.start, chunk));
+        }
+        // Checksums first, in parallel with other writers; then the writes, one writer at a time.
+        let mut written: Vec<(u64, [u8; 16])> = chunks
+            .iter()
+            .map(|(idx, _, chunk)| (*idx, entry.sums.sum_parts(chunk)))
+            .collect();
+        {
+            let _writing = lock(&entry.writing);
+            for (_, start, chunk) in &chunks {
+                let mut at = *start;
+                for piece in chunk {
+                    fsio::write_all_at(&file, piece, at)?;
+                    at += piece.len() as u64;
+                }
             }
-            written.push((idx, entry.sums.sum_parts(&chunk)));
         }
         // No fsync: these are clean, fetched bytes. If a crash loses them while their rows
         // survive, the chunks fail their checksum on first read in the next process and are

@@ -5,7 +5,7 @@ use super::attr::{caller, file_attr, file_type, fopen_flags, reply_xattr};
 use super::errno::ErrorStats;
 use super::guard::{ErrorReply, ReplyGuard};
 use super::iomode::IoModes;
-use crate::fs::{Entry, FileSystem, FsResult, OpenReply};
+use crate::fs::{DirEntry, Entry, FileSystem, FsResult, OpenReply};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -159,18 +159,14 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        if let Some(result) = self.at_once(|fs| fs.readdir_now(ino.0, fh.0, offset)) {
+            return ReplyGuard::new(reply, "readdir", self.stats.clone())
+                .answer(result, |r, entries| fill_dir(r, &entries));
+        }
         self.spawn("readdir", reply, move |fs, g| async move {
-            match fs.readdir(ino.0, fh.0, offset).await {
-                Ok(entries) => g.send(|mut r| {
-                    for e in &entries {
-                        if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
-                            break; // buffer full: the kernel continues from the last next_offset
-                        }
-                    }
-                    r.ok();
-                }),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.readdir(ino.0, fh.0, offset).await, |r, entries| {
+                fill_dir(r, &entries)
+            })
         });
     }
 
@@ -182,26 +178,14 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        if let Some(result) = self.at_once(|fs| fs.readdir_now(ino.0, fh.0, offset)) {
+            return ReplyGuard::new(reply, "readdirplus", self.stats.clone())
+                .answer(result, |r, entries| fill_dir_plus(r, &entries));
+        }
         self.spawn("readdirplus", reply, move |fs, g| async move {
-            match fs.readdir(ino.0, fh.0, offset).await {
-                Ok(entries) => g.send(|mut r| {
-                    for e in &entries {
-                        let attr = file_attr(&e.attr);
-                        if r.add(
-                            INodeNo(e.ino),
-                            e.next_offset,
-                            &e.name,
-                            &READDIRPLUS_TTL,
-                            &attr,
-                            Generation(0),
-                        ) {
-                            break;
-                        }
-                    }
-                    r.ok();
-                }),
-                Err(e) => g.fail(&e),
-            }
+            g.answer(fs.readdir(ino.0, fh.0, offset).await, |r, entries| {
+                fill_dir_plus(r, &entries)
+            })
         });
     }
 
@@ -616,4 +600,33 @@ fn reply_created(
         }),
         Err(e) => g.fail(&e),
     }
+}
+
+/// Copies entries until the kernel's buffer is full; it continues from the last
+/// `next_offset` it got.
+fn fill_dir(mut reply: ReplyDirectory, entries: &[DirEntry]) {
+    for e in entries {
+        if reply.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// [`fill_dir`] with each entry's attributes.
+fn fill_dir_plus(mut reply: ReplyDirectoryPlus, entries: &[DirEntry]) {
+    for e in entries {
+        let attr = file_attr(&e.attr);
+        if reply.add(
+            INodeNo(e.ino),
+            e.next_offset,
+            &e.name,
+            &READDIRPLUS_TTL,
+            &attr,
+            Generation(0),
+        ) {
+            break;
+        }
+    }
+    reply.ok();
 }

@@ -224,6 +224,12 @@ pub trait FileSystem: Send + Sync + 'static {
     ) -> Option<FsResult<usize>> {
         None
     }
+    /// [`Self::readdir`] when it can be answered at once from memory (every record it needs
+    /// is cached): no task and no blocking thread per call of a big listing. `None`: the
+    /// adapter calls [`Self::readdir`].
+    fn readdir_now(&self, _ino: Ino, _fh: Fh, _offset: u64) -> Option<FsResult<Vec<DirEntry>>> {
+        None
+    }
     /// [`Self::flush`] when it can be answered at once, as [`Self::write_now`]. The adapter
     /// calls the `*_now` methods inside the runtime's context: they may start tasks.
     fn flush_now(&self, _ino: Ino, _fh: Fh) -> Option<FsResult<()>> {

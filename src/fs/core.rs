@@ -8,6 +8,7 @@ use super::errors::{from_client_error, from_join_error, from_meta_error};
 use super::fetch::{Fetcher, Source};
 use super::offline::OfflineState;
 use super::readahead::ReadAhead;
+use super::readdir::DirHandle;
 use crate::client::{NodeKind, Remote};
 use crate::meta::{InodeRecord, MetaChange, MetaResult, MetaStore, StagedNode, now_ms};
 use crate::names::{RemotePath, validate_name};
@@ -50,7 +51,7 @@ pub struct CellsFs<R: Remote> {
     next_fh: AtomicU64,
     pub(super) files: Mutex<HashMap<Fh, Arc<OpenFile>>>,
     /// Per open directory handle: the children's inodes at opendir time (offsets index it).
-    pub(super) dirs: Mutex<HashMap<Fh, Arc<Vec<Ino>>>>,
+    pub(super) dirs: Mutex<HashMap<Fh, Arc<DirHandle>>>,
     /// The cache key each inode had when the kernel last opened it (for `keep_cache`).
     pub(super) kernel_keys: Mutex<HashMap<Ino, Option<String>>>,
     /// One listing per folder at a time; concurrent lookups wait on the same one.
@@ -279,7 +280,7 @@ impl<R: Remote> CellsFs<R> {
     }
 
     /// [`Self::current_attr`] without waiting: `None` when the record must be read again.
-    fn current_attr_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Attr> {
+    pub(super) fn current_attr_now(&self, rec: &InodeRecord, closes_before: u64) -> Option<Attr> {
         let local = self.local_overrides(rec.ino);
         if local.is_none() && !rec.is_dir() && self.write_closes() != closes_before {
             return None;

@@ -1,5 +1,5 @@
-//! Folders: lookups, listings (paged from the server, streamed into the index, one at a time
-//! per folder) and readdir over per-handle snapshots with stable offsets.
+//! Folders: lookups and listings (paged from the server, streamed into the index, one at a
+//! time per folder); readdir is in `readdir`.
 
 use super::api::*;
 use super::core::{CellsFs, lock};
@@ -9,12 +9,9 @@ use crate::meta::{InodeRecord, StagedNode, now_ms};
 use crate::names::{RemotePath, validate_name};
 use futures::FutureExt;
 use std::ffi::OsStr;
-use std::sync::Arc;
 
 /// Children asked from the server per request.
 pub const LIST_PAGE: u32 = 1000;
-/// Entries returned per readdir call (the adapter continues from the last offset it used).
-const READDIR_BATCH: usize = 512;
 
 impl<R: Remote> CellsFs<R> {
     /// Makes sure `dir`'s children in the index are recent enough: re-lists a stale folder
@@ -221,95 +218,6 @@ impl<R: Remote> CellsFs<R> {
         let dir = self.record(ino).await?;
         self.ensure_listed_or_stale(&dir, true).await?;
         let snapshot = self.meta(move |m| m.snapshot_children(ino)).await?;
-        let fh = self.next_handle();
-        lock(&self.dirs).insert(fh, Arc::new(snapshot));
-        Ok(fh)
-    }
-
-    /// Offsets: 0 = start, 1 = after `.`, 2 = after `..`, `2 + i + 1` = after child `i` of
-    /// the snapshot. Children deleted since opendir are skipped; offsets stay valid.
-    pub(super) async fn do_readdir(
-        &self,
-        ino: Ino,
-        fh: Fh,
-        offset: u64,
-    ) -> FsResult<Vec<DirEntry>> {
-        let snapshot = lock(&self.dirs)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
-        let dir = self.record(ino).await?;
-        let mut out = Vec::new();
-        if offset == 0 {
-            out.push(DirEntry {
-                ino,
-                name: ".".into(),
-                kind: FileKind::Dir,
-                next_offset: 1,
-                attr: self.attr_of(&dir),
-            });
-        }
-        if offset <= 1 {
-            let parent_ino = if ino == ROOT_INO {
-                ROOT_INO
-            } else {
-                dir.parent
-            };
-            let parent = match self.record(parent_ino).await {
-                Ok(p) => p,
-                Err(_) => dir.clone(),
-            };
-            let mut attr = self.attr_of(&parent);
-            attr.ino = parent_ino;
-            out.push(DirEntry {
-                ino: parent_ino,
-                name: "..".into(),
-                kind: FileKind::Dir,
-                next_offset: 2,
-                attr,
-            });
-        }
-        let mut first = usize::try_from(offset.saturating_sub(2)).unwrap_or(usize::MAX);
-        // A batch whose children were all deleted since opendir must not end the listing early.
-        let dots = out.len();
-        while out.len() == dots && first < snapshot.len() {
-            let wanted: Vec<(usize, Ino)> = snapshot
-                .iter()
-                .copied()
-                .enumerate()
-                .skip(first)
-                .take(READDIR_BATCH)
-                .collect();
-            first = first.saturating_add(READDIR_BATCH);
-            let closes_before = self.write_closes();
-            let records = self
-                .meta(move |m| {
-                    let mut recs = Vec::with_capacity(wanted.len());
-                    for (i, child) in wanted {
-                        recs.push((i, m.get(child)?));
-                    }
-                    Ok(recs)
-                })
-                .await?;
-            for (i, rec) in records {
-                // Deleted or moved elsewhere since opendir: skipped, offsets unchanged.
-                let Some(rec) = rec.filter(|r| r.parent == ino) else {
-                    continue;
-                };
-                let attr = self.current_attr(rec.clone(), closes_before).await?;
-                out.push(DirEntry {
-                    ino: rec.ino,
-                    name: rec.name.clone(),
-                    kind: attr.kind,
-                    next_offset: 2 + i as u64 + 1,
-                    attr,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    pub(super) fn do_releasedir(&self, fh: Fh) {
-        lock(&self.dirs).remove(&fh);
+        Ok(self.open_dir_handle(snapshot))
     }
 }

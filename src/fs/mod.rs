@@ -22,6 +22,7 @@ mod pin_tests;
 mod pin_worker;
 mod read;
 mod readahead;
+mod readdir;
 mod replay;
 mod write;
 pub mod xattr;

@@ -68,6 +68,10 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         self.do_readdir(ino, fh, offset).await
     }
 
+    fn readdir_now(&self, ino: Ino, fh: Fh, offset: u64) -> Option<FsResult<Vec<DirEntry>>> {
+        self.do_readdir_now(ino, fh, offset)
+    }
+
     async fn releasedir(&self, _ino: Ino, fh: Fh) {
         self.do_releasedir(fh)
     }

@@ -141,6 +141,52 @@ async fn readdir_pages_with_stable_offsets() {
     );
 }
 
+/// Every entry of an open folder handle, call after call, as the adapter reads them.
+async fn whole_listing(h: &Harness, dir: Ino, fh: Fh, at_once: bool) -> Vec<(String, Ino, u64)> {
+    let (mut out, mut offset) = (Vec::new(), 0);
+    loop {
+        let batch = match at_once {
+            true => {
+                h.fs.readdir_now(dir, fh, offset)
+                    .expect("answered at once")
+                    .unwrap()
+            }
+            false => h.fs.readdir(dir, fh, offset).await.unwrap(),
+        };
+        let Some(last) = batch.last() else { break };
+        offset = last.next_offset;
+        out.extend(batch.into_iter().map(|e| (e.name, e.attr.ino, e.attr.size)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_warm_folder_is_listed_at_once_with_the_same_entries() {
+    let r = MemoryRemote::new();
+    for i in 0..700 {
+        r.add_file(&format!("ws/big/f{i:04}"), vec![1u8; i % 7]);
+    }
+    let h = Harness::new(r);
+    let big = h.lookup_path("big").await.unwrap().attr.ino;
+    let fh = h.fs.opendir(big).await.unwrap();
+    let slow = whole_listing(&h, big, fh, false).await;
+    assert_eq!(slow.len(), 2 + 700);
+    let fh2 = h.fs.opendir(big).await.unwrap();
+    assert_eq!(whole_listing(&h, big, fh2, true).await, slow);
+    h.fs.releasedir(big, fh2).await;
+    assert_eq!(
+        h.fs.readdir_now(big, fh2, 0).map(|r| r.unwrap_err()),
+        Some(FsError::BadHandle)
+    );
+
+    // After a restart only the index has the records: opendir reads them in one scan, and
+    // both ways list the same entries.
+    let h = h.restart().await;
+    let fh = h.fs.opendir(big).await.unwrap();
+    assert_eq!(whole_listing(&h, big, fh, false).await, slow);
+    assert_eq!(whole_listing(&h, big, fh, true).await, slow);
+}
+
 #[tokio::test]
 async fn inodes_are_stable_across_restarts_and_renames() {
     let h = Harness::new(tree());
