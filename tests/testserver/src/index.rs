@@ -69,7 +69,11 @@ impl Index {
                 path TEXT PRIMARY KEY, parent TEXT NOT NULL, name TEXT NOT NULL,
                 is_dir INTEGER NOT NULL, uuid TEXT NOT NULL, etag TEXT NOT NULL,
                 hash TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent, name);",
+             CREATE INDEX IF NOT EXISTS nodes_by_parent ON nodes(parent, name);
+             -- Covers `tree_size`: a folder's size is a scan of this index alone. Through the
+             -- primary key it was one table lookup per descendant (a workspace of 110,000
+             -- files took 200 ms to stat; Cells itself keeps folder sizes ready).
+             CREATE INDEX IF NOT EXISTS nodes_sizes ON nodes(path, is_dir, size);",
         )?;
         Ok(Index { conn })
     }
