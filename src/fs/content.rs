@@ -172,10 +172,9 @@ impl ContentStore {
         .await
     }
 
-    /// The cached bytes of `[offset, offset+len)` on the calling thread, when every chunk is
-    /// present and already checked; `None` on a miss or an error (the caller takes the
-    /// slower way, which reports errors).
-    /// `out` is filled entirely (true) or left undefined (false).
+    /// Fills `out` with the cached bytes at `offset` on the calling thread when every chunk is
+    /// present and already checked (true). False on a miss or an error, `out` then undefined:
+    /// the caller takes the slower way, which reports errors.
     pub fn read_now(&self, key: &str, offset: u64, out: &mut [u8]) -> bool {
         matches!(self.cache.read_checked(key, offset, out), Ok(true))
     }
