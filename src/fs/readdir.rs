@@ -142,28 +142,38 @@ impl<R: Remote> CellsFs<R> {
                 .collect();
             first = first.saturating_add(batch);
             let closes_before = self.write_closes();
-            let records = self
-                .meta(move |m| {
-                    let mut recs = Vec::with_capacity(wanted.len());
-                    for (i, child) in wanted {
-                        recs.push((i, m.get(child)?));
-                    }
-                    Ok(recs)
-                })
-                .await?;
+            // Records in memory are taken as they are; only the others cost a blocking hop.
+            let mut records: Vec<(usize, Option<Arc<InodeRecord>>)> = wanted
+                .iter()
+                .map(|&(i, child)| (i, self.meta.cached(child)))
+                .collect();
+            let misses: Vec<(usize, Ino)> = wanted
+                .into_iter()
+                .zip(&records)
+                .filter(|(_, (_, rec))| rec.is_none())
+                .map(|(w, _)| w)
+                .collect();
+            if !misses.is_empty() {
+                let found = self
+                    .meta(move |m| {
+                        let mut recs = Vec::with_capacity(misses.len());
+                        for (i, child) in misses {
+                            recs.push((i, m.get(child)?));
+                        }
+                        Ok(recs)
+                    })
+                    .await?;
+                records.retain(|(_, rec)| rec.is_some());
+                records.extend(found);
+                records.sort_unstable_by_key(|(i, _)| *i);
+            }
             for (i, rec) in records {
                 // Deleted or moved elsewhere since opendir: skipped, offsets unchanged.
                 let Some(rec) = rec.filter(|r| r.parent == ino) else {
                     continue;
                 };
                 let attr = self.current_attr(rec.clone(), closes_before).await?;
-                out.push(DirEntry {
-                    ino: rec.ino,
-                    name: rec.name.clone(),
-                    kind: attr.kind,
-                    next_offset: 2 + i as u64 + 1,
-                    attr,
-                });
+                out.push(child_entry(i, &rec, attr));
             }
         }
         handle.offered(offset, batch, out.last().map(|e| e.next_offset));
@@ -228,13 +238,18 @@ impl<R: Remote> CellsFs<R> {
             return Some(None);
         }
         let attr = self.current_attr_now(rec, closes_before)?;
-        Some(Some(DirEntry {
-            ino: rec.ino,
-            name: rec.name.clone(),
-            kind: attr.kind,
-            next_offset: 2 + i as u64 + 1,
-            attr,
-        }))
+        Some(Some(child_entry(i, rec, attr)))
+    }
+}
+
+/// The entry for child `i` of the snapshot: its offset is the one after it.
+fn child_entry(i: usize, rec: &InodeRecord, attr: Attr) -> DirEntry {
+    DirEntry {
+        ino: rec.ino,
+        name: rec.name.clone(),
+        kind: attr.kind,
+        next_offset: 2 + i as u64 + 1,
+        attr,
     }
 }
 
