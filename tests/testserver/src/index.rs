@@ -82,7 +82,8 @@ impl Index {
         let sql = format!("SELECT {COLUMNS} FROM nodes WHERE path = ?1");
         Ok(self
             .conn
-            .query_row(&sql, params![path], row_to_entry)
+            .prepare_cached(&sql)?
+            .query_row(params![path], row_to_entry)
             .optional()?)
     }
 
@@ -90,7 +91,8 @@ impl Index {
         let sql = format!("SELECT {COLUMNS} FROM nodes WHERE uuid = ?1 LIMIT 1");
         Ok(self
             .conn
-            .query_row(&sql, params![uuid], row_to_entry)
+            .prepare_cached(&sql)?
+            .query_row(params![uuid], row_to_entry)
             .optional()?)
     }
 
