@@ -75,6 +75,10 @@ impl<R: Remote> CellsFs<R> {
             ino,
             path: rec.path.clone(),
             size: rec.size,
+            // Only bytes without a version bypass the page cache. A file not yet cached is
+            // read through it too: with direct I/O, `dd bs=1M` read a cold GiB ~15% faster,
+            // but `sha256sum` and `dd bs=16k` took 1.8x as long, since every small read of
+            // theirs became a round trip to us instead of a hit in the kernel's read-ahead.
             direct_io: source.is_none(),
             source,
             readahead: Mutex::new(ReadAhead::new(
