@@ -25,6 +25,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command failed and its error message says `what`.
+fn assert_fails_with(o: &Output, what: &str) {
+    assert!(!o.status.success(), "expected a failure saying {what:?}");
+    assert!(stderr(o).contains(what), "{}", stderr(o));
+}
+
 /// `mount MNT --server URL [--workspace WS] --cache-dir C --state-dir S` for `env`, detached.
 fn detached_mount_args(env: &Env, workspace: Option<&str>) -> Vec<String> {
     let d = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
@@ -52,8 +58,7 @@ fn bad_arguments_fail_clearly_and_change_nothing() {
         &["mount", &d("mnt"), "--cache-dir", &d("c")],
         Some("t0psecret"),
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--server"), "{}", stderr(&o));
+    assert_fails_with(&o, "--server");
 
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "t0psecret\n").expect("write");
@@ -70,8 +75,7 @@ fn bad_arguments_fail_clearly_and_change_nothing() {
         ],
         None,
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    assert_fails_with(&o, "chmod 600");
     assert!(
         !stderr(&o).contains("t0psecret"),
         "the token leaked: {}",
@@ -90,8 +94,7 @@ fn bad_arguments_fail_clearly_and_change_nothing() {
         ],
         Some("t0psecret"),
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert_fails_with(&o, "does not exist");
     assert!(!stderr(&o).contains("t0psecret"));
     assert!(
         !dir.path().join("c").exists() && !dir.path().join("s").exists(),
@@ -109,12 +112,10 @@ fn bad_arguments_fail_clearly_and_change_nothing() {
         ],
         Some("t"),
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--cache-size"), "{}", stderr(&o));
+    assert_fails_with(&o, "--cache-size");
 
     let o = cells_mount(&["unmount", &d("mnt")], None);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("not mounted"), "{}", stderr(&o));
+    assert_fails_with(&o, "not mounted");
 }
 
 #[test]
@@ -171,12 +172,7 @@ fn detached_mount_returns_once_live_and_unmount_command_ends_it() {
     assert!(env.mnt().join("hello.txt").exists());
 
     let again = cells_mount(&args, Some(TOKEN));
-    assert!(!again.status.success());
-    assert!(
-        stderr(&again).contains("already a mount point"),
-        "{}",
-        stderr(&again)
-    );
+    assert_fails_with(&again, "already a mount point");
     // A second mountpoint with the same state directory: refused, never sharing the journal.
     let other = tempfile::tempdir().expect("tempdir");
     let mut shared = args.clone();
@@ -188,12 +184,7 @@ fn detached_mount_returns_once_live_and_unmount_command_ends_it() {
     shared[1] = other.path().join("mnt").to_string_lossy().into_owned();
     std::fs::create_dir(other.path().join("mnt")).expect("mkdir");
     let refused = cells_mount(&shared, Some(TOKEN));
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("in use by another cells-mount process"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_fails_with(&refused, "in use by another cells-mount process");
     assert!(!is_mountpoint(&other.path().join("mnt")));
 
     let o = cells_mount(&["unmount", &mnt], None);

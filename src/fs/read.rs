@@ -166,12 +166,11 @@ impl<R: Remote> CellsFs<R> {
         {
             return None;
         }
-        let len = len as u64;
-        let ahead = lock(&file.readahead).on_read(offset, len, file.size);
+        let ahead = lock(&file.readahead).on_read(offset, len as u64, file.size);
         if let Some(range) = ahead {
             self.fetcher.prefetch(src.clone(), range);
         }
-        Some(Ok(len as usize))
+        Some(Ok(len))
     }
 
     /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
