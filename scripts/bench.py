@@ -13,7 +13,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_mounts import (  # noqa: E402
-    BindfsMount, CellsMount, RcloneMount, drop_caches, ensure_up, median_of, peak_rss_mb,
+    BindfsMount, CellsMount, RcloneMount, drop_caches, ensure_up, median_of, paired_medians, peak_rss_mb,
     timed_listing, timed_read, unmount_all,
 )
 from bench_table import Row, print_table  # noqa: E402
@@ -26,6 +26,12 @@ DIR = "dir-entries"
 HUGE_DIR = "dir-huge"
 # How many more runs the warm rows' medians take (see `run`).
 WARM_FACTOR = 3
+# What `measure_client` stores for each client, under PREFIX_KEY (native_read and curl_cold are
+# the baselines paired with that client's runs).
+READ_KEYS = ("read_warm", "native_read", "read_cold", "curl_cold", "read_cold_srvmem", "curl_srvmem",
+             "ls_warm", "ls_cold", "restart_live", "restart_start", "rss")
+# How many more runs than BENCH_REPEAT the cold read row's medians take.
+COLD_EXTRA = 2
 
 
 def sizes():
@@ -84,13 +90,20 @@ def attempt(results, key, measure):
         results[key] = str(e)
 
 
+def attempt_paired(results, key, base_key, measure):
+    """Stores the (ours, baseline) pair `measure()` returns under `key` and `base_key`, or the
+    reason it failed under both."""
+    try:
+        results[key], results[base_key] = measure()
+    except Exception as e:  # noqa: BLE001 - a failed row is reported, the others still run
+        results[key] = results[base_key] = str(e)
+
+
 def measure_baselines(cfg, work, results):
+    """The baselines measured apart from any client: bindfs reads and listings. (Native reads
+    and curl are measured paired with each client's runs, in `measure_client`.)"""
     file_bytes, entries, repeats = cfg["file_bytes"], cfg["entries"], cfg["repeats"]
-    native_file = os.path.join(cfg["data"], BIG_FILE)
-    timed_read(native_file, file_bytes)  # warm the page cache
     warm = cfg["warm_repeats"]
-    attempt(results, "native_read", lambda: median_of(warm, lambda: timed_read(native_file, file_bytes)))
-    attempt(results, "curl_cold", lambda: median_of(repeats, lambda: curl_cold(cfg)))
     bindfs = BindfsMount(cfg["data"], os.path.join(work, "mnt", "bindfs"))
     try:
         bindfs.start()
@@ -113,9 +126,12 @@ def measure_baselines(cfg, work, results):
         bindfs.stop()
 
 
-def curl_cold(cfg):
-    """One S3 GET of the big file with the server's caches dropped; seconds."""
+def curl_cold(cfg, server_warm=False):
+    """One S3 GET of the big file with the kernel's caches dropped (and the server's copy read
+    back into memory with `server_warm`); seconds."""
     drop_caches()
+    if server_warm:
+        warm_server_copy(cfg)
     url = f"{cfg['server']}/io/personal-files/{BIG_FILE}"
     # The header goes in on stdin (curl -K -) so the token is not on a command line.
     config = f'header = "X-Pydio-Bearer: {cfg["token"]}"\n'
@@ -128,28 +144,36 @@ def curl_cold(cfg):
     return elapsed
 
 
+def warm_server_copy(cfg):
+    """Reads the server's copy of the big file into the page cache, so a GET of it measures
+    the client and the loopback, not the disk."""
+    timed_read(os.path.join(cfg["data"], BIG_FILE), cfg["file_bytes"])
+
+
 def measure_client(cfg, mount, prefix, results):
     """The same six measurements on cells-mount or rclone; results keyed `PREFIX_...`."""
     file_bytes, entries, huge, repeats = cfg["file_bytes"], cfg["entries"], cfg["huge"], cfg["repeats"]
     big = os.path.join(mount.mountpoint, BIG_FILE)
     folder = os.path.join(mount.mountpoint, DIR)
-    keys = ["read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss"]
     try:
         mount.wipe(state_too=True)
         mount.start()
     except Exception as e:  # noqa: BLE001 - every row of this client says why
-        for key in keys:
+        for key in READ_KEYS:
             results[f"{prefix}_{key}"] = str(e)
         mount.stop()
         return
 
+    native_file = os.path.join(cfg["data"], BIG_FILE)
+
     def warm_read():
         ensure_up(mount)
         timed_read(big, file_bytes)  # first read fills the client's cache
-        same = subprocess.run(["cmp", "-s", big, os.path.join(cfg["data"], BIG_FILE)], timeout=900)
+        same = subprocess.run(["cmp", "-s", big, native_file], timeout=900)  # also warms native_file
         if same.returncode != 0:
             raise RuntimeError("the mount returned different bytes from the server's file")
-        return median_of(cfg["warm_repeats"], lambda: timed_read(big, file_bytes))
+        return paired_medians(cfg["warm_repeats"], lambda: timed_read(big, file_bytes),
+                              lambda: timed_read(native_file, file_bytes))
 
     def warm_listing():
         ensure_up(mount)
@@ -166,14 +190,23 @@ def measure_client(cfg, mount, prefix, results):
         fresh_mount(state_too=True)
         return timed_listing(folder, entries)
 
-    def cold_read():
+    def cold_read(server_warm=False):
         fresh_mount(state_too=False)  # content cache emptied; metadata index kept
+        if server_warm:
+            warm_server_copy(cfg)
         return timed_read(big, file_bytes)
 
-    attempt(results, f"{prefix}_read_warm", warm_read)
+    attempt_paired(results, f"{prefix}_read_warm", f"{prefix}_native_read", warm_read)
     attempt(results, f"{prefix}_ls_warm", warm_listing)
     attempt(results, f"{prefix}_ls_cold", lambda: median_of(repeats, cold_listing))
-    attempt(results, f"{prefix}_read_cold", lambda: median_of(repeats, cold_read))
+    # The server's disk reads at anywhere from 0.4 to 1.9 GB/s from one run to the next on a
+    # shared VM, so the cold row takes more runs; row 2b takes the disk out altogether.
+    cold_repeats = repeats + COLD_EXTRA
+    attempt_paired(results, f"{prefix}_read_cold", f"{prefix}_curl_cold",
+                   lambda: paired_medians(cold_repeats, cold_read, lambda: curl_cold(cfg)))
+    attempt_paired(results, f"{prefix}_read_cold_srvmem", f"{prefix}_curl_srvmem",
+                   lambda: paired_medians(repeats, lambda: cold_read(server_warm=True),
+                                          lambda: curl_cold(cfg, server_warm=True)))
     restart = []
 
     def restart_once():
@@ -206,13 +239,25 @@ def rows(cfg, r):
     rate = {k: (mib / v if isinstance(v, float) else v) for k, v in r.items() if "read" in k or "curl" in k}
     e, h = cfg["entries"], cfg["huge"]
     size = f"{mib:.0f} MiB"
+
+    def paired(key):
+        """(the baseline paired with cells-mount's runs, the one paired with rclone's); the
+        table's baseline column falls back to rclone's pairing when cells-mount's failed."""
+        ours, theirs = rate[f"cells_{key}"], rate[f"rclone_{key}"]
+        return (ours if isinstance(ours, float) or not isinstance(theirs, float) else theirs), theirs
+
+    native, native_rclone = paired("native_read")
+    curl, curl_rclone = paired("curl_cold")
+    curl_mem, curl_mem_rclone = paired("curl_srvmem")
     return [
-        Row(f"1a warm seq read {size} vs native", "rate", rate["cells_read_warm"], rate["native_read"],
-            rate["rclone_read_warm"], ">=", 0.9),
+        Row(f"1a warm seq read {size} vs native", "rate", rate["cells_read_warm"], native,
+            rate["rclone_read_warm"], ">=", 0.9, rclone_base=native_rclone),
         Row(f"1b warm seq read {size} vs bindfs", "rate", rate["cells_read_warm"], rate["bindfs_read"],
             rate["rclone_read_warm"], None, None),
-        Row(f"2  cold seq read {size} vs curl", "rate", rate["cells_read_cold"], rate["curl_cold"],
-            rate["rclone_read_cold"], ">=", 0.8),
+        Row(f"2  cold seq read {size} vs curl", "rate", rate["cells_read_cold"], curl,
+            rate["rclone_read_cold"], ">=", 0.8, rclone_base=curl_rclone),
+        Row(f"2b cold seq read {size} vs curl, from server RAM", "rate", rate["cells_read_cold_srvmem"], curl_mem,
+            rate["rclone_read_cold_srvmem"], None, None, rclone_base=curl_mem_rclone),
         Row(f"3a warm ls -l {e} entries vs bindfs", "time", r["cells_ls_warm"], r["bindfs_ls_warm"],
             r["rclone_ls_warm"], "<=", 1.5),
         Row(f"3b cold ls -l {e} entries vs bindfs", "time", r["cells_ls_cold"], r["bindfs_ls_cold"],
@@ -259,8 +304,7 @@ def run(work):
         measure_bindfs_writes(cfg, work, results)
         unavailable = os.environ.get("BENCH_CELLS_UNAVAILABLE")
         if unavailable:
-            for key in ("read_warm", "read_cold", "ls_warm", "ls_cold", "restart_live", "restart_start", "rss",
-                        *WRITE_KEYS):
+            for key in (*READ_KEYS, *WRITE_KEYS):
                 results[f"cells_{key}"] = unavailable
         else:
             cells = CellsMount(os.environ["BENCH_CELLS_BIN"], cfg["server"], cfg["token"],
@@ -276,8 +320,12 @@ def run(work):
         unmount_all()
     dropped = "yes" if drop_caches() else "NO (not root: cold rows are warm-ish)"
     print(f"\nbench: {file_mib} MiB file, {entries} and {huge} entry folders, writes of {write_files} x 4 KiB "
-          f"and {write_mib} MiB, median of {repeats} runs ({WARM_FACTOR * repeats} for warm rows); "
-          f"timer: time.perf_counter around each command; kernel caches dropped for cold rows: {dropped}")
+          f"and {write_mib} MiB, median of {repeats} runs ({WARM_FACTOR * repeats} for warm rows, "
+          f"{repeats + COLD_EXTRA} for row 2); "
+          f"timer: time.perf_counter around each command; kernel caches dropped for cold rows: {dropped}; "
+          f"rows 1a, 2 and 2b: each client's runs alternate with its baseline's, and its ratio is against "
+          f"those paired runs (the baseline column shows cells-mount's); row 2b: the server's copy is read "
+          f"into memory before each run, so the client's own cost shows")
     print_table(rows(cfg, results))
 
 

@@ -1,6 +1,7 @@
 """Mount drivers and timing helpers for scripts/bench: cells-mount, rclone and bindfs mounts
 that start, report their process and always come down again, plus the clocks and checks the
-measurements share (median of repeats, dropping kernel caches, timed reads and listings)."""
+measurements share (medians of repeats, paired with a baseline or not, dropping kernel caches,
+timed reads and listings)."""
 
 import os
 import shutil
@@ -59,6 +60,22 @@ def drop_caches():
 def median_of(repeats, measure):
     """Runs `measure` `repeats` times and returns the median of what it returned."""
     return statistics.median(measure() for _ in range(repeats))
+
+
+def paired_medians(repeats, measure, baseline):
+    """Runs `baseline` and `measure` in turn, `repeats` times each, swapping which goes first
+    every round, and returns (median of `measure`, median of `baseline`). On a machine whose
+    speed drifts (a shared virtual disk reads at 0.4 to 1.9 GB/s from one minute to the next),
+    a baseline measured minutes before its client compares two different machines."""
+    ours, base = [], []
+    for round_number in range(repeats):
+        if round_number % 2 == 0:
+            base.append(baseline())
+            ours.append(measure())
+        else:
+            ours.append(measure())
+            base.append(baseline())
+    return statistics.median(ours), statistics.median(base)
 
 
 def timed_read(path, expected_size):

@@ -10,22 +10,26 @@ COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 class Row:
     """`kind` is "rate" (MiB/s) or "files" (files/s), higher is better, or "time" (seconds) or
     "mem" (MB), lower is better. With a baseline, the target (`op` `target`) applies to the ratio ours/baseline;
-    without one, to our figure itself."""
+    without one, to our figure itself. `rclone_base`, when given, is the baseline measured in the
+    runs paired with rclone's, and rclone's ratio is taken against it (the table shows `base`)."""
 
-    def __init__(self, label, kind, ours, base, rclone, op, target):
+    def __init__(self, label, kind, ours, base, rclone, op, target, rclone_base=None):
         self.label, self.kind, self.ours, self.base, self.rclone = label, kind, ours, base, rclone
         self.op, self.target = op, target
+        self.rclone_base = rclone_base if rclone_base is not None else base
 
-    def ratio(self, figure):
-        if isinstance(figure, float) and isinstance(self.base, float) and self.base > 0:
-            return figure / self.base
+    def ratio(self, figure, base=None):
+        base = self.base if base is None else base
+        if isinstance(figure, float) and isinstance(base, float) and base > 0:
+            return figure / base
         return None
 
-    def verdict(self, figure):
-        """PASS/FAIL of `figure` against the target, "-" when the row has none."""
+    def verdict(self, figure, base=None):
+        """PASS/FAIL of `figure` (against `base`, or the row's baseline) against the target, "-"
+        when the row has none."""
         if self.op is None:
             return "-"
-        checked = self.ratio(figure) if self.base is not None else figure
+        checked = self.ratio(figure, base) if self.base is not None else figure
         if not isinstance(checked, float):
             return "n/a"
         return "PASS" if COMPARE[self.op](checked, self.target) else "FAIL"
@@ -67,8 +71,8 @@ def print_table(rows):
             notes.append(figure)
         return f"n/a [{notes.index(figure) + 1}]"
 
-    def ratio_text(row, figure):
-        r = row.ratio(figure)
+    def ratio_text(row, figure, base=None):
+        r = row.ratio(figure, base)
         return f"{r:.2f}x" if r is not None else "-"
 
     header = ["measurement", "cells-mount", "baseline", "ratio", "target", "pass",
@@ -81,7 +85,7 @@ def print_table(rows):
         lines.append([
             row.label, cell(row, row.ours), cell(row, row.base), ratio_text(row, row.ours),
             row.target_text(), row.verdict(row.ours), cell(row, row.rclone),
-            ratio_text(row, row.rclone), row.verdict(row.rclone),
+            ratio_text(row, row.rclone, row.rclone_base), row.verdict(row.rclone, row.rclone_base),
             {True: "yes", False: "NO", None: "n/a"}[ahead],
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
