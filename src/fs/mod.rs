@@ -25,6 +25,7 @@ mod readahead;
 mod readdir;
 mod replay;
 mod write;
+mod write_digest;
 pub mod xattr;
 
 #[cfg(any(test, feature = "test-util"))]

@@ -8,9 +8,9 @@ use super::core::{CellsFs, lock};
 use super::fetch::Source;
 pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
 use super::open_staging::{private_file, read_at, write_at};
+use super::write_digest::RunningDigest;
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
-use cells_cache::FileDigester;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub(super) struct WriteBody {
     /// Digests of the content while it has been written in order from offset 0 (`None` once
     /// a write went elsewhere): a file written front to back (a copy, a download, a save)
     /// is then handed over without being read again.
-    pub digest: Option<FileDigester>,
+    pub digest: Option<RunningDigest>,
 }
 
 /// A new file made on disk and in the index, before its write state exists.
@@ -145,7 +145,7 @@ impl<R: Remote> CellsFs<R> {
                 disk_path: Some(path.clone()),
                 dirty: truncate && rec.size > 0,
                 base: rec.version.clone(),
-                digest: (size == 0).then(|| FileDigester::new(setup.journal.chunk_size())),
+                digest: (size == 0).then(|| RunningDigest::new(setup.journal.chunk_size())),
             }),
         });
         let raced = {
@@ -271,7 +271,7 @@ impl<R: Remote> CellsFs<R> {
                 // A new file exists on the server even if nothing is ever written to it.
                 dirty: true,
                 base: None,
-                digest: Some(FileDigester::new(chunk)),
+                digest: Some(RunningDigest::new(chunk)),
             }),
         });
         lock(&self.writes).insert(rec.ino, w.clone());
@@ -445,7 +445,7 @@ impl<R: Remote> CellsFs<R> {
         blocking(move || f.set_len(size)).await?;
         body.dirty = true;
         body.digest = if size == 0 {
-            Some(FileDigester::new(self.setup()?.journal.chunk_size()))
+            Some(RunningDigest::new(self.setup()?.journal.chunk_size()))
         } else {
             body.digest.take().filter(|d| d.size() == size)
         };
@@ -537,12 +537,13 @@ impl<R: Remote> CellsFs<R> {
             return Err(FsError::Io("staging file missing".into()));
         };
         let base = body.base.clone();
-        let digest = body
+        let pending = body
             .digest
             .as_ref()
             .filter(|d| d.size() == size)
-            .map(|d| d.clone().finish());
+            .map(RunningDigest::snapshot);
         let handed = tokio::task::spawn_blocking(move || {
+            let digest = pending.and_then(|p| p.wait());
             let meta_err = super::errors::from_meta_error;
             let rec = match meta.get(ino) {
                 Ok(Some(rec)) => rec,
@@ -632,13 +633,10 @@ fn write_extent(offset: u64, data: &[u8]) -> FsResult<(u32, u64)> {
     Ok((len, end))
 }
 
-/// The running digest after `bytes` were written at `offset`: hashed here, while the bytes
-/// are at hand, if they continue the file in order (`None` once a write went elsewhere).
-fn hashed_on(digest: Option<FileDigester>, offset: u64, bytes: &[u8]) -> Option<FileDigester> {
-    digest.filter(|d| d.size() == offset).map(|mut d| {
-        d.update(bytes);
-        d
-    })
+/// The running digest after `bytes` were written at `offset`, fed while the bytes are at
+/// hand (`None` once a write went elsewhere than the end).
+fn hashed_on(digest: Option<RunningDigest>, offset: u64, bytes: &[u8]) -> Option<RunningDigest> {
+    digest.and_then(|d| d.fed(offset, bytes))
 }
 
 /// The bookkeeping after a write that ended at `end`.
