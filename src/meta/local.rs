@@ -62,6 +62,20 @@ impl LocalState {
     }
 }
 
+/// What [`MetaStore::clear_settled`] may lift.
+#[derive(Clone, Copy)]
+pub struct Settled<'a> {
+    /// Whether an operation on the path is still queued.
+    pub pending: &'a dyn Fn(&str) -> bool,
+    /// Tombstones of these paths stay too (an operation just settled them; see the hooks).
+    pub keep_stone: &'a dyn Fn(&str) -> bool,
+    /// Rows changed locally at or after this (when the caller took its snapshot, Unix ms)
+    /// are left alone.
+    pub since_ms: i64,
+    /// Only these paths (`None`: every overlaid one).
+    pub only: Option<&'a [String]>,
+}
+
 /// A node created locally.
 #[derive(Debug, Clone)]
 pub struct NewLocal {
@@ -305,23 +319,55 @@ impl MetaStore {
         Ok(log.changes)
     }
 
-    /// Lifts the overlay of every path the journal no longer has an operation for:
-    /// tombstones are dropped, pending and error rows show the server's view again.
-    /// `pending(path)` says whether an operation on `path` is still queued; rows changed
-    /// locally at or after `since_ms` (when the caller took its snapshot) are left alone.
-    /// Tombstones are kept while `keep_stone(path)` says so (besides `pending`).
-    pub fn clear_settled(
-        &self,
-        pending: &dyn Fn(&str) -> bool,
-        keep_stone: &dyn Fn(&str) -> bool,
-        since_ms: i64,
-    ) -> MetaResult<Vec<Ino>> {
+    /// Lifts the overlay of every path the journal no longer has an operation for (of
+    /// `settled.only`'s paths, when set): tombstones are dropped, pending and error rows show
+    /// the server's view again. See [`Settled`] for what is kept.
+    pub fn clear_settled(&self, settled: &Settled<'_>) -> MetaResult<Vec<Ino>> {
+        let Settled {
+            pending,
+            keep_stone,
+            since_ms,
+            only,
+        } = *settled;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stones: Vec<(i64, String, String)> = tx
-            .prepare_cached("SELECT parent, name, path FROM tombstones")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
+        let mut stones: Vec<(i64, String, String)> = Vec::new();
+        let mut rows: Vec<(i64, String)> = Vec::new();
+        {
+            let stone_row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+            let overlay_row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+            const OVERLAID: &str = "local_state IN (0, 1) AND seen_at < ?1";
+            match only {
+                None => {
+                    let mut q = tx.prepare_cached("SELECT parent, name, path FROM tombstones")?;
+                    stones = q.query_map([], stone_row)?.collect::<Result<_, _>>()?;
+                    let mut q = tx.prepare_cached(&format!(
+                        "SELECT ino, path FROM inodes WHERE {OVERLAID}"
+                    ))?;
+                    rows = q
+                        .query_map([since_ms], overlay_row)?
+                        .collect::<Result<_, _>>()?;
+                }
+                Some(paths) => {
+                    let mut q = tx.prepare_cached(
+                        "SELECT parent, name, path FROM tombstones WHERE path = ?1",
+                    )?;
+                    for path in paths {
+                        for stone in q.query_map([path], stone_row)? {
+                            stones.push(stone?);
+                        }
+                    }
+                    let mut q = tx.prepare_cached(&format!(
+                        "SELECT ino, path FROM inodes WHERE {OVERLAID} AND path = ?2"
+                    ))?;
+                    for path in paths {
+                        for row in q.query_map(params![since_ms, path], overlay_row)? {
+                            rows.push(row?);
+                        }
+                    }
+                }
+            }
+        }
         let mut folders = Vec::new();
         for (parent, name, path) in stones {
             if !pending(&path) && !keep_stone(&path) {
@@ -332,12 +378,6 @@ impl MetaStore {
                 folders.push(parent as Ino);
             }
         }
-        let rows: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT ino, path FROM inodes WHERE local_state IN (0, 1) AND seen_at < ?1",
-            )?
-            .query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
         let mut cleared = Vec::new();
         for (ino, path) in rows {
             if !pending(&path) {

@@ -15,7 +15,7 @@ mod schema;
 mod tests;
 
 pub use listing::StagedNode;
-pub use local::{LocalState, NewLocal};
+pub use local::{LocalState, NewLocal, Settled};
 pub use open_files::OpenStaging;
 pub use pins::PinnedContent;
 

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS tombstones (
     path TEXT NOT NULL,
     PRIMARY KEY (parent, name)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_path ON tombstones(path);
 -- Pages of a listing in progress; moved into `inodes` in one transaction when complete.
 CREATE TABLE IF NOT EXISTS listing_stage (
     parent INTEGER NOT NULL,

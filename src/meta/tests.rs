@@ -318,3 +318,57 @@ fn applied_journal_ops_are_recorded_and_unknown_after_an_upgrade() {
         Some(HashSet::from([7]))
     );
 }
+
+#[test]
+fn a_settled_sweep_lifts_only_what_it_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::open(dir.path(), &root()).unwrap();
+    let names = ["a", "b", "c"];
+    let nodes: Vec<_> = names
+        .iter()
+        .map(|n| file(n, &format!("u-{n}"), "h"))
+        .collect();
+    list(&store, ROOT_INO, &nodes);
+    let ino = |name: &str| store.child(ROOT_INO, name).unwrap().unwrap().ino;
+    let (a, b, c) = (ino("a"), ino("b"), ino("c"));
+    for i in [a, b] {
+        store
+            .set_local_state(i, Some(LocalState::Pending), None)
+            .unwrap();
+    }
+    store.delete_local(c, &[1]).unwrap();
+    let state = |i: Ino| store.get(i).unwrap().unwrap().local;
+    let stoned = || local::is_tombstoned(&store.conn(), ROOT_INO, "c").unwrap();
+    let nothing = |_: &str| false;
+    let since_ms = now_ms() + 1_000;
+    let sweep =
+        |only: Option<&[String]>, pending: &dyn Fn(&str) -> bool, keep: &dyn Fn(&str) -> bool| {
+            let settled = Settled {
+                pending,
+                keep_stone: keep,
+                since_ms,
+                only,
+            };
+            store.clear_settled(&settled).unwrap()
+        };
+
+    // A report about ws/a lifts ws/a only.
+    assert_eq!(
+        sweep(Some(&["ws/a".to_owned()]), &nothing, &nothing),
+        vec![a]
+    );
+    assert_eq!(state(a), None);
+    assert_eq!(state(b), Some(LocalState::Pending));
+    assert!(stoned());
+    // A tombstone in its grace period stays, then goes.
+    let c_path = ["ws/c".to_owned()];
+    sweep(Some(&c_path), &nothing, &|p| p == "ws/c");
+    assert!(stoned());
+    sweep(Some(&c_path), &nothing, &nothing);
+    assert!(!stoned());
+    // The periodic sweep looks at everything, and leaves what is still queued.
+    assert!(sweep(None, &|p| p == "ws/b", &nothing).is_empty());
+    assert_eq!(state(b), Some(LocalState::Pending));
+    assert_eq!(sweep(None, &nothing, &nothing), vec![b]);
+    assert_eq!(state(b), None);
+}

@@ -652,6 +652,14 @@ impl Journal {
     pub fn pending(&self) -> Vec<Op> {
         self.lock().ops.values().cloned().collect()
     }
+
+    /// Calls `f` on every queued operation, in order, without copying them (under the
+    /// journal's lock: `f` must not call back into the journal).
+    pub fn for_each_pending(&self, mut f: impl FnMut(&Op)) {
+        for op in self.lock().ops.values() {
+            f(op);
+        }
+    }
 }
 
 fn insert_op(inner: &mut Inner, kind: OpKind) -> Result<i64, SyncError> {
