@@ -331,43 +331,7 @@ impl MetaStore {
         } = *settled;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut stones: Vec<(i64, String, String)> = Vec::new();
-        let mut rows: Vec<(i64, String)> = Vec::new();
-        {
-            let stone_row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-            let overlay_row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
-            const OVERLAID: &str = "local_state IN (0, 1) AND seen_at < ?1";
-            match only {
-                None => {
-                    let mut q = tx.prepare_cached("SELECT parent, name, path FROM tombstones")?;
-                    stones = q.query_map([], stone_row)?.collect::<Result<_, _>>()?;
-                    let mut q = tx.prepare_cached(&format!(
-                        "SELECT ino, path FROM inodes WHERE {OVERLAID}"
-                    ))?;
-                    rows = q
-                        .query_map([since_ms], overlay_row)?
-                        .collect::<Result<_, _>>()?;
-                }
-                Some(paths) => {
-                    let mut q = tx.prepare_cached(
-                        "SELECT parent, name, path FROM tombstones WHERE path = ?1",
-                    )?;
-                    for path in paths {
-                        for stone in q.query_map([path], stone_row)? {
-                            stones.push(stone?);
-                        }
-                    }
-                    let mut q = tx.prepare_cached(&format!(
-                        "SELECT ino, path FROM inodes WHERE {OVERLAID} AND path = ?2"
-                    ))?;
-                    for path in paths {
-                        for row in q.query_map(params![since_ms, path], overlay_row)? {
-                            rows.push(row?);
-                        }
-                    }
-                }
-            }
-        }
+        let (stones, rows) = sweep_candidates(&tx, only, since_ms)?;
         let mut folders = Vec::new();
         for (parent, name, path) in stones {
             if !pending(&path) && !keep_stone(&path) {
@@ -402,6 +366,46 @@ impl MetaStore {
         }
         Ok(cleared)
     }
+}
+
+/// A tombstone: parent, name, path.
+type Stone = (i64, String, String);
+/// An overlaid row: ino, path.
+type Overlaid = (i64, String);
+
+/// The tombstones and overlaid rows (changed before `since_ms`) a sweep looks at: all of
+/// them, or those of `only`'s paths (each an index lookup).
+fn sweep_candidates(
+    conn: &Connection,
+    only: Option<&[String]>,
+    since_ms: i64,
+) -> MetaResult<(Vec<Stone>, Vec<Overlaid>)> {
+    const STONES: &str = "SELECT parent, name, path FROM tombstones";
+    const OVERLAID: &str =
+        "SELECT ino, path FROM inodes WHERE local_state IN (0, 1) AND seen_at < ?1";
+    let stone = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let overlaid = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+    let Some(paths) = only else {
+        let mut all_stones = conn.prepare_cached(STONES)?;
+        let mut all_rows = conn.prepare_cached(OVERLAID)?;
+        let stones = all_stones.query_map([], stone)?.collect::<Result<_, _>>()?;
+        let rows = all_rows
+            .query_map([since_ms], overlaid)?
+            .collect::<Result<_, _>>()?;
+        return Ok((stones, rows));
+    };
+    let mut stone_of = conn.prepare_cached(&format!("{STONES} WHERE path = ?1"))?;
+    let mut row_of = conn.prepare_cached(&format!("{OVERLAID} AND path = ?2"))?;
+    let (mut stones, mut rows) = (Vec::new(), Vec::new());
+    for path in paths {
+        for found in stone_of.query_map([path], stone)? {
+            stones.push(found?);
+        }
+        for found in row_of.query_map(params![since_ms, path], overlaid)? {
+            rows.push(found?);
+        }
+    }
+    Ok((stones, rows))
 }
 
 /// The row update of [`MetaStore::set_local_content`], inside the caller's connection or
