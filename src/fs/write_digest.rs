@@ -7,8 +7,9 @@
 use cells_cache::{FileDigest, FileDigester};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-/// Bytes hashed inline before a file gets its hashing thread: below it, a thread's start
-/// costs more than the hashing it would take off the writer.
+/// Bytes hashed inline before a file gets its hashing thread. Most saves are smaller: they
+/// need neither a thread nor a copy of every write for it, and a burst of thousands of small
+/// files does not start thousands of threads.
 const PIPE_AFTER: u64 = 8 << 20;
 /// Writes queued for the hashing thread before a writer waits for it: bounds the memory a
 /// writer outrunning its hash can hold (one FUSE write is at most 1 MiB).
