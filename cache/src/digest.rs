@@ -3,6 +3,7 @@
 //! the bytes as it writes them, so handing the finished file to the cache needs no second read.
 
 use crate::hash::{CellsHasher, ChunkSummer};
+use crate::parallel::ParallelDigester;
 use std::io::Read;
 use std::path::Path;
 
@@ -74,12 +75,47 @@ impl FileDigester {
         }
     }
 
-    /// Digests the file at `path` in one read.
+    /// Digests the file at `path` in one read, the Cells hash's blocks on helper threads (see
+    /// [`ParallelDigester`]).
     pub fn of_file(path: &Path, chunk_size: u64) -> std::io::Result<FileDigest> {
-        let mut digester = Self::new(chunk_size);
-        read_in_pieces(path, |piece| digester.update(piece))?;
-        Ok(digester.finish())
+        let mut digester = ParallelDigester::new(chunk_size, ParallelDigester::default_helpers());
+        let mut file = std::fs::File::open(path)?;
+        loop {
+            // A buffer per piece: the helpers hold the pieces of a block until they hash it.
+            let mut buf = vec![0u8; 1 << 20];
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            digester.update(buf.into());
+        }
+        digester
+            .snapshot()
+            .ok_or_else(|| std::io::Error::other("a hashing thread ended early"))
     }
+
+    /// The state so far, for a digester that goes on from here.
+    pub(crate) fn into_parts(self) -> DigestParts {
+        DigestParts {
+            chunk_size: self.chunk_size,
+            cells: self.cells,
+            chunk: self.chunk,
+            in_chunk: self.in_chunk,
+            sums: self.sums,
+            size: self.size,
+        }
+    }
+}
+
+/// A [`FileDigester`]'s state, taken apart.
+pub(crate) struct DigestParts {
+    pub chunk_size: u64,
+    pub cells: CellsHasher,
+    pub chunk: ChunkSummer,
+    pub in_chunk: u64,
+    pub sums: Vec<[u8; 16]>,
+    pub size: u64,
 }
 
 /// Feeds the whole content of the file at `path` to `f`, in order, 1 MiB at a time: the one

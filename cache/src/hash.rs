@@ -43,6 +43,12 @@ impl CellsHasher {
         self.blocks += 1;
     }
 
+    /// The outer digest so far, the current block's digest, its length and the blocks closed:
+    /// for [`crate::parallel::ParallelDigester`], which goes on from where this one stopped.
+    pub(crate) fn into_parts(self) -> (Md5, Md5, usize, u64) {
+        (self.outer, self.block, self.in_block, self.blocks)
+    }
+
     pub fn finalize_hex(mut self) -> String {
         if self.in_block > 0 || self.blocks == 0 {
             self.close_block();

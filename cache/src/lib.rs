@@ -20,6 +20,7 @@ mod hash;
 mod index;
 mod key;
 mod layout;
+mod parallel;
 mod read;
 mod space;
 pub mod sqlite;
@@ -31,6 +32,7 @@ pub use digest::{FileDigest, FileDigester, read_in_pieces};
 pub use error::CacheError;
 pub use hash::{CELLS_HASH_BLOCK, CellsHasher};
 pub use key::{MAX_KEY_LEN, validate_key};
+pub use parallel::ParallelDigester;
 pub use store::{MAX_CHUNK, MIN_CHUNK};
 
 use entry::lock;
