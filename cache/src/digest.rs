@@ -20,23 +20,65 @@ pub struct FileDigest {
 /// Streaming digester: feed the file's bytes in order, in any pieces.
 #[derive(Clone)]
 pub struct FileDigester {
-    chunk_size: u64,
     cells: CellsHasher,
+    chunks: ChunkSums,
+    size: u64,
+}
+
+/// The per-chunk checksums of bytes fed in order.
+#[derive(Clone)]
+pub(crate) struct ChunkSums {
+    chunk_size: u64,
     chunk: ChunkSummer,
     in_chunk: u64,
     sums: Vec<[u8; 16]>,
-    size: u64,
+}
+
+impl ChunkSums {
+    /// Zero is treated as one byte.
+    pub fn new(chunk_size: u64) -> Self {
+        Self {
+            chunk_size: chunk_size.max(1),
+            chunk: ChunkSummer::default(),
+            in_chunk: 0,
+            sums: Vec::new(),
+        }
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = usize::try_from(self.chunk_size - self.in_chunk).unwrap_or(usize::MAX);
+            let take = room.min(data.len());
+            self.chunk.update(&data[..take]);
+            self.in_chunk += take as u64;
+            data = &data[take..];
+            if self.in_chunk == self.chunk_size {
+                self.sums.push(std::mem::take(&mut self.chunk).finish());
+                self.in_chunk = 0;
+            }
+        }
+    }
+
+    /// The sums so far, the last (partial) chunk's included; feeding may go on.
+    pub fn snapshot(&self) -> Vec<[u8; 16]> {
+        let mut sums = self.sums.clone();
+        if self.in_chunk > 0 {
+            sums.push(self.chunk.finish());
+        }
+        sums
+    }
 }
 
 impl FileDigester {
     /// `chunk_size` is the cache's ([`crate::Cache::chunk_size`]); zero is treated as one byte.
     pub fn new(chunk_size: u64) -> Self {
         Self {
-            chunk_size: chunk_size.max(1),
             cells: CellsHasher::new(),
-            chunk: ChunkSummer::default(),
-            in_chunk: 0,
-            sums: Vec::new(),
+            chunks: ChunkSums::new(chunk_size),
             size: 0,
         }
     }
@@ -46,32 +88,18 @@ impl FileDigester {
         self.size
     }
 
-    pub fn update(&mut self, mut data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
         self.cells.update(data);
         self.size += data.len() as u64;
-        while !data.is_empty() {
-            let room = usize::try_from(self.chunk_size - self.in_chunk).unwrap_or(usize::MAX);
-            let take = room.min(data.len());
-            self.chunk.update(&data[..take]);
-            self.in_chunk += take as u64;
-            data = &data[take..];
-            if self.in_chunk == self.chunk_size {
-                let done = std::mem::take(&mut self.chunk);
-                self.sums.push(done.finish());
-                self.in_chunk = 0;
-            }
-        }
+        self.chunks.update(data);
     }
 
-    pub fn finish(mut self) -> FileDigest {
-        if self.in_chunk > 0 {
-            self.sums.push(self.chunk.finish());
-        }
+    pub fn finish(self) -> FileDigest {
         FileDigest {
             size: self.size,
-            chunk_size: self.chunk_size,
+            chunk_size: self.chunks.chunk_size(),
             cells_hash: self.cells.finalize_hex(),
-            chunk_sums: self.sums,
+            chunk_sums: self.chunks.snapshot(),
         }
     }
 
@@ -96,26 +124,9 @@ impl FileDigester {
     }
 
     /// The state so far, for a digester that goes on from here.
-    pub(crate) fn into_parts(self) -> DigestParts {
-        DigestParts {
-            chunk_size: self.chunk_size,
-            cells: self.cells,
-            chunk: self.chunk,
-            in_chunk: self.in_chunk,
-            sums: self.sums,
-            size: self.size,
-        }
+    pub(crate) fn into_parts(self) -> (CellsHasher, ChunkSums, u64) {
+        (self.cells, self.chunks, self.size)
     }
-}
-
-/// A [`FileDigester`]'s state, taken apart.
-pub(crate) struct DigestParts {
-    pub chunk_size: u64,
-    pub cells: CellsHasher,
-    pub chunk: ChunkSummer,
-    pub in_chunk: u64,
-    pub sums: Vec<[u8; 16]>,
-    pub size: u64,
 }
 
 /// Feeds the whole content of the file at `path` to `f`, in order, 1 MiB at a time: the one

@@ -4,8 +4,8 @@
 //! is saved into the mount or checked; the helpers spread the blocks over the cores. The
 //! feeding thread keeps the chunk checksums (xxh3, some twenty times faster) and the order.
 
-use crate::digest::{DigestParts, FileDigest, FileDigester};
-use crate::hash::{CELLS_HASH_BLOCK, ChunkSummer};
+use crate::digest::{ChunkSums, FileDigest, FileDigester};
+use crate::hash::CELLS_HASH_BLOCK;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use std::collections::VecDeque;
@@ -38,10 +38,7 @@ struct Helper {
 
 /// Streaming digester of a file fed in order, in owned pieces.
 pub struct ParallelDigester {
-    chunk_size: u64,
-    chunk: ChunkSummer,
-    in_chunk: u64,
-    sums: Vec<[u8; 16]>,
+    chunks: ChunkSums,
     size: u64,
     /// The Cells hash: the digests of the blocks collected so far, in order.
     outer: Md5,
@@ -74,20 +71,10 @@ impl ParallelDigester {
 
     /// Goes on from `digester`'s state (a writer that hashed a file's first bytes inline).
     pub fn resume(digester: FileDigester, helpers: usize) -> Self {
-        let DigestParts {
-            chunk_size,
-            cells,
-            chunk,
-            in_chunk,
-            sums,
-            size,
-        } = digester.into_parts();
+        let (cells, chunks, size) = digester.into_parts();
         let (outer, block, in_block, blocks) = cells.into_parts();
         Self {
-            chunk_size,
-            chunk,
-            in_chunk,
-            sums,
+            chunks,
             size,
             outer,
             blocks,
@@ -110,7 +97,7 @@ impl ParallelDigester {
 
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: Bytes) {
-        self.sum_chunks(&data);
+        self.chunks.update(&data);
         self.size += data.len() as u64;
         while !data.is_empty() {
             let take = (CELLS_HASH_BLOCK - self.in_block).min(data.len());
@@ -140,30 +127,12 @@ impl ParallelDigester {
             };
             outer.update(partial.digest());
         }
-        let mut chunk_sums = self.sums.clone();
-        if self.in_chunk > 0 {
-            chunk_sums.push(self.chunk.finish());
-        }
         Some(FileDigest {
             size: self.size,
-            chunk_size: self.chunk_size,
+            chunk_size: self.chunks.chunk_size(),
             cells_hash: hex::encode(outer.finalize()),
-            chunk_sums,
+            chunk_sums: self.chunks.snapshot(),
         })
-    }
-
-    fn sum_chunks(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let room = usize::try_from(self.chunk_size - self.in_chunk).unwrap_or(usize::MAX);
-            let take = room.min(data.len());
-            self.chunk.update(&data[..take]);
-            self.in_chunk += take as u64;
-            data = &data[take..];
-            if self.in_chunk == self.chunk_size {
-                self.sums.push(std::mem::take(&mut self.chunk).finish());
-                self.in_chunk = 0;
-            }
-        }
     }
 
     /// Hands the full block to the next helper (hashing it here when there is none).
