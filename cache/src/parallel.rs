@@ -47,6 +47,9 @@ pub struct ParallelDigester {
     block: Block,
     in_block: usize,
     helpers: Vec<Helper>,
+    /// Helpers still to start, with the first full block: a file smaller than a block (most
+    /// are) costs no thread.
+    helpers_to_start: usize,
     next_helper: usize,
     /// The helper of each block handed over and not collected yet, in block order.
     waiting: VecDeque<usize>,
@@ -83,7 +86,8 @@ impl ParallelDigester {
                 pieces: Vec::new(),
             },
             in_block,
-            helpers: (0..helpers).filter_map(|_| start_helper()).collect(),
+            helpers: Vec::new(),
+            helpers_to_start: helpers,
             next_helper: 0,
             waiting: VecDeque::new(),
             broken: false,
@@ -146,6 +150,12 @@ impl ParallelDigester {
         );
         self.in_block = 0;
         self.blocks += 1;
+        if self.helpers_to_start > 0 {
+            self.helpers = (0..self.helpers_to_start)
+                .filter_map(|_| start_helper())
+                .collect();
+            self.helpers_to_start = 0;
+        }
         if self.helpers.is_empty() {
             self.outer.update(block.digest());
             return;
@@ -251,6 +261,12 @@ mod tests {
                 "{len} bytes"
             );
         }
+        // Content within one block starts no helper; the first full block starts them.
+        let mut d = ParallelDigester::new(4096, 2);
+        d.update(Bytes::from(content(CELLS_HASH_BLOCK - 1)));
+        assert!(d.snapshot().is_some() && d.helpers.is_empty());
+        d.update(Bytes::from_static(b"x"));
+        assert_eq!(d.helpers.len(), 2);
         // A snapshot midway leaves the digest running.
         let data = content(CELLS_HASH_BLOCK * 2 + 10);
         let (head, tail) = data.split_at(CELLS_HASH_BLOCK + 5);
