@@ -16,11 +16,20 @@ pub fn cells_hash(data: &[u8]) -> String {
     h.finalize_hex()
 }
 
-/// Cells hash of a file, read in large chunks.
+/// Cells hash of a file, read in large chunks, its blocks hashed on helper threads (see
+/// [`cells_cache::ParallelDigester`]), leaving a core to the rest of the mount.
 pub fn cells_hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    let mut h = CellsHasher::default();
-    cells_cache::read_in_pieces(path, |piece| h.update(piece))?;
-    Ok(h.finalize_hex())
+    file_hash(path, cells_cache::ParallelDigester::default_helpers())
+}
+
+/// [`cells_hash_file`] on every core, for `cells-mount hash`, which has nothing else to do.
+pub fn cells_hash_file_on_every_core(path: &std::path::Path) -> std::io::Result<String> {
+    file_hash(path, cells_cache::ParallelDigester::helpers_leaving(0))
+}
+
+fn file_hash(path: &std::path::Path, helpers: usize) -> std::io::Result<String> {
+    let chunk = cells_cache::DEFAULT_CHUNK_SIZE;
+    Ok(cells_cache::FileDigester::of_file_with(path, chunk, helpers)?.cells_hash)
 }
 
 #[cfg(test)]

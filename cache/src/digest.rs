@@ -106,7 +106,16 @@ impl FileDigester {
     /// Digests the file at `path` in one read, the Cells hash's blocks on helper threads (see
     /// [`ParallelDigester`]).
     pub fn of_file(path: &Path, chunk_size: u64) -> std::io::Result<FileDigest> {
-        let mut digester = ParallelDigester::new(chunk_size, ParallelDigester::default_helpers());
+        Self::of_file_with(path, chunk_size, ParallelDigester::default_helpers())
+    }
+
+    /// [`Self::of_file`] with `helpers` helper threads.
+    pub fn of_file_with(
+        path: &Path,
+        chunk_size: u64,
+        helpers: usize,
+    ) -> std::io::Result<FileDigest> {
+        let mut digester = ParallelDigester::new(chunk_size, helpers);
         let mut file = std::fs::File::open(path)?;
         loop {
             // A buffer per piece: the helpers hold the pieces of a block until they hash it.

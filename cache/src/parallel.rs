@@ -62,8 +62,13 @@ impl ParallelDigester {
     /// On two cores, one helper per core made a 1 GiB `cp` into the mount slower (the helpers
     /// took the CPU the copy itself needed, and it has to wait for them anyway).
     pub fn default_helpers() -> usize {
+        Self::helpers_leaving(1)
+    }
+
+    /// One helper per core but `spare` cores, at most [`MAX_HELPERS`].
+    pub fn helpers_leaving(spare: usize) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores.saturating_sub(1).min(MAX_HELPERS)
+        cores.saturating_sub(spare).min(MAX_HELPERS)
     }
 
     /// `chunk_size` is the cache's; with `helpers` 0 everything is hashed on the caller's

@@ -140,7 +140,7 @@ pub fn main() -> ExitCode {
         Command::Hash { files } => {
             let mut status = ExitCode::SUCCESS;
             for f in files {
-                match cells_mount::hash::cells_hash_file(&f) {
+                match cells_mount::hash::cells_hash_file_on_every_core(&f) {
                     Ok(h) => println!("{h}  {}", f.display()),
                     Err(e) => {
                         eprintln!("cells-mount: {}: {e}", f.display());
