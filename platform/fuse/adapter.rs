@@ -5,7 +5,7 @@ use super::attr::{caller, file_attr, file_type, fopen_flags, reply_xattr};
 use super::errno::ErrorStats;
 use super::guard::{ErrorReply, ReplyGuard};
 use super::iomode::IoModes;
-use crate::fs::{DirEntry, Entry, FileSystem, FsResult, OpenReply};
+use crate::fs::{DirEntry, Entry, FileSystem, FsResult, OpenReply, ReadNow};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -267,9 +267,15 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
             |buf: &mut Vec<u8>| self.at_once(|fs| fs.read_now(ino.0, fh.0, offset, size, buf));
         if let Some(result) = READ_BUFFER.with_borrow_mut(now) {
             let guard = ReplyGuard::new(reply, "read", self.stats.clone());
-            return READ_BUFFER.with_borrow(|buf| {
-                guard.answer(result, |r, n| r.data(buf.get(..n).unwrap_or_default()))
-            });
+            return match result {
+                Ok(ReadNow::Shared(bytes)) => guard.answer(Ok(bytes), |r, b| r.data(&b)),
+                other => READ_BUFFER.with_borrow(|buf| {
+                    guard.answer(other, |r, answer| match answer {
+                        ReadNow::InBuffer(n) => r.data(buf.get(..n).unwrap_or_default()),
+                        ReadNow::Shared(b) => r.data(&b),
+                    })
+                }),
+            };
         }
         self.spawn("read", reply, move |fs, g| async move {
             g.answer(fs.read(ino.0, fh.0, offset, size).await, |r, data| {

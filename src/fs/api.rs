@@ -131,6 +131,15 @@ pub enum FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+/// The bytes [`FileSystem::read_now`] answered with.
+#[derive(Debug)]
+pub enum ReadNow {
+    /// The first `n` bytes of the caller's buffer.
+    InBuffer(usize),
+    /// Bytes held in memory, handed over without a copy.
+    Shared(Bytes),
+}
+
 #[cfg(test)]
 impl FsError {
     /// One value of every variant, for the tests of the adapters' errno and NTSTATUS maps.
@@ -210,9 +219,9 @@ pub trait FileSystem: Send + Sync + 'static {
     fn write_now(&self, _ino: Ino, _fh: Fh, _offset: u64, _data: &[u8]) -> Option<FsResult<u32>> {
         None
     }
-    /// [`Self::read`] when the bytes are in the local cache, already checked: a `pread` on the
-    /// adapter's thread instead of the hand-offs of a task (a sequential read is thousands of
-    /// kernel requests). The bytes are the first `n` of `buf`, a buffer the caller reuses
+    /// [`Self::read`] when the bytes are at hand, in memory or in the local cache and already
+    /// checked: answered on the adapter's thread instead of through the hand-offs of a task (a
+    /// sequential read is thousands of kernel requests). `buf` is a buffer the caller reuses
     /// (grown as needed, never shrunk). `None`: the adapter calls [`Self::read`].
     fn read_now(
         &self,
@@ -221,7 +230,7 @@ pub trait FileSystem: Send + Sync + 'static {
         _offset: u64,
         _size: u32,
         _buf: &mut Vec<u8>,
-    ) -> Option<FsResult<usize>> {
+    ) -> Option<FsResult<ReadNow>> {
         None
     }
     /// [`Self::readdir`] when it can be answered at once from memory (every record it needs

@@ -26,6 +26,10 @@ pub struct FsConfig {
     pub fetch_request_max: u64,
     /// Concurrent range requests, for demand reads and for read-ahead each.
     pub fetch_parallelism: usize,
+    /// Bytes of fetched chunks kept in memory until read (all files together): a cold
+    /// sequential read is answered from them, not read back from the cache file. Enough for
+    /// the read-ahead window and the requests in flight beyond it.
+    pub fetched_in_memory: usize,
     /// First and longest wait between reachability probes while offline.
     pub offline_probe_min: Duration,
     pub offline_probe_max: Duration,
@@ -44,6 +48,7 @@ impl Default for FsConfig {
             readahead_min: 4 << 20,
             fetch_request_max: 8 << 20,
             fetch_parallelism: 4,
+            fetched_in_memory: 96 << 20,
             offline_probe_min: Duration::from_secs(1),
             offline_probe_max: Duration::from_secs(30),
         }

@@ -104,7 +104,8 @@ impl<R: Remote> CellsFs<R> {
                 root_path.clone(),
                 (cfg.offline_probe_min, cfg.offline_probe_max),
             )
-            .with_request_size(cfg.fetch_request_max),
+            .with_request_size(cfg.fetch_request_max)
+            .with_memory(cfg.fetched_in_memory),
         );
         Ok(Arc::new_cyclic(|weak| Self {
             cfg,

@@ -7,6 +7,7 @@
 use super::api::{FsError, FsResult};
 use super::content::{ContentStore, Stored};
 use super::errors::from_client_error;
+use super::just_fetched::JustFetched;
 use super::offline::{OfflineState, went_offline};
 use crate::client::{Pieces, Remote};
 use crate::names::RemotePath;
@@ -49,6 +50,8 @@ pub struct Fetcher<R: Remote> {
     checking: Arc<AtomicUsize>,
     /// Most chunks asked for in one read-ahead request; runs are aligned on this many chunks.
     span: u64,
+    /// Chunks just fetched, until read (see [`Self::just_fetched`]).
+    recent: Arc<JustFetched>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -77,7 +80,19 @@ impl<R: Remote> Fetcher<R> {
             planning: Arc::default(),
             checking: Arc::default(),
             span: 1,
+            recent: Arc::new(JustFetched::new(0)),
         }
+    }
+
+    /// Fetched chunks stay in memory, up to `bytes` in all, until a reader has read them.
+    pub fn with_memory(mut self, bytes: usize) -> Self {
+        self.recent = Arc::new(JustFetched::new(bytes));
+        self
+    }
+
+    /// Chunks fetched lately and not yet read through, as the network delivered them.
+    pub fn just_fetched(&self) -> &JustFetched {
+        &self.recent
     }
 
     /// Read-ahead requests cover up to `bytes` (rounded down to whole chunks, at least one).
@@ -160,6 +175,14 @@ impl<R: Remote> Fetcher<R> {
         let src = src.clone();
         tokio::spawn(async move {
             let fetched = this.fetch(&src, start..end, background).await;
+            if let Ok(bytes) = &fetched {
+                for idx in run.clone() {
+                    let lo =
+                        usize::try_from((idx * cs).saturating_sub(start)).unwrap_or(usize::MAX);
+                    let hi = lo.saturating_add(usize::try_from(cs).unwrap_or(usize::MAX));
+                    this.recent.put(&src.key, idx, bytes.sub(lo..hi));
+                }
+            }
             // Readers get the bytes once stored, so that whatever a reader has seen is in the
             // cache (its state xattr says so). Removed from the map in the same step, under
             // its lock: a reader arriving meanwhile either joins or finds the chunks stored.
@@ -217,10 +240,12 @@ impl<R: Remote> Fetcher<R> {
             return;
         }
         let (store, key, checking) = (self.store.clone(), src.key.clone(), self.checking.clone());
+        let recent = self.recent.clone();
         checking.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             if let Err(e) = store.check_content(&key).await {
                 tracing::warn!("cached content of {key} dropped: {e}");
+                recent.forget(&key);
             }
             checking.fetch_sub(1, Ordering::AcqRel);
         });

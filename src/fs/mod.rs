@@ -12,6 +12,7 @@ mod fetch;
 mod follow;
 mod hooks;
 pub mod junk;
+mod just_fetched;
 mod mutate;
 mod offline;
 mod open_staging;

@@ -49,7 +49,7 @@ impl<R: Remote> FileSystem for CellsFs<R> {
         offset: u64,
         size: u32,
         buf: &mut Vec<u8>,
-    ) -> Option<FsResult<usize>> {
+    ) -> Option<FsResult<ReadNow>> {
         self.do_read_now(ino, fh, offset, size, buf)
     }
 

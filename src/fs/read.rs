@@ -135,8 +135,9 @@ impl<R: Remote> CellsFs<R> {
         self.read_cached_pub(src, offset, len).await
     }
 
-    /// [`Self::do_read`] of a versioned file whose bytes are all in the cache and checked;
-    /// `None` (nothing done) otherwise, and for handles served from local write state.
+    /// [`Self::do_read`] of a versioned file whose bytes are at hand: a chunk just fetched and
+    /// still in memory, or chunks all in the cache and checked. `None` (nothing done)
+    /// otherwise, and for handles served from local write state.
     pub(super) fn do_read_now(
         &self,
         ino: Ino,
@@ -144,33 +145,67 @@ impl<R: Remote> CellsFs<R> {
         offset: u64,
         size: u32,
         buf: &mut Vec<u8>,
-    ) -> Option<FsResult<usize>> {
+    ) -> Option<FsResult<ReadNow>> {
         let file = lock(&self.files).get(&fh).cloned()?;
         if file.ino != ino || file.write.is_some() {
             return None;
         }
         let src = file.source.as_ref()?;
         if offset >= file.size || size == 0 {
-            return Some(Ok(0));
+            return Some(Ok(ReadNow::InBuffer(0)));
         }
         // At most `size` (a u32), so it fits.
         let len = u64::from(size).min(file.size - offset) as usize;
-        if buf.len() < len {
-            // Grown once per thread and reused: no fresh, zeroed buffer per read.
-            buf.resize(len, 0);
-        }
-        if !self
-            .fetcher
-            .store()
-            .read_now(&src.key, offset, &mut buf[..len])
-        {
-            return None;
-        }
+        let answer = match self.read_in_memory(src, offset, len, buf) {
+            Some(answer) => answer,
+            None => {
+                if buf.len() < len {
+                    // Grown once per thread and reused: no fresh, zeroed buffer per read.
+                    buf.resize(len, 0);
+                }
+                let store = self.fetcher.store();
+                if !store.read_now(&src.key, offset, &mut buf[..len]) {
+                    return None;
+                }
+                ReadNow::InBuffer(len)
+            }
+        };
         let ahead = lock(&file.readahead).on_read(offset, len as u64, file.size);
         if let Some(range) = ahead {
             self.fetcher.prefetch(src.clone(), range);
         }
-        Some(Ok(len))
+        Some(Ok(answer))
+    }
+
+    /// Bytes `[offset, offset+len)` from a chunk just fetched, if held and the read lies
+    /// within it: shared when they lie within one piece the network delivered, else copied
+    /// into `buf`.
+    fn read_in_memory(
+        &self,
+        src: &Source,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<ReadNow> {
+        let cs = self.fetcher.store().chunk_size();
+        let idx = offset / cs;
+        let chunk_end = (idx + 1).saturating_mul(cs).min(src.size);
+        let end = offset + len as u64;
+        if end > chunk_end {
+            return None;
+        }
+        let chunk = self
+            .fetcher
+            .just_fetched()
+            .get(&src.key, idx, end == chunk_end)?;
+        let from = (offset - idx * cs) as usize;
+        if let Some(shared) = chunk.within_one(from..from + len) {
+            return Some(ReadNow::Shared(shared));
+        }
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        (chunk.copy_to(from, &mut buf[..len]) == len).then_some(ReadNow::InBuffer(len))
     }
 
     /// Bytes `[offset, offset+len)` of a versioned file (`len` > 0, within the file).
@@ -238,6 +273,11 @@ impl<R: Remote> CellsFs<R> {
 
     pub(super) async fn do_release(&self, fh: Fh) {
         let file = lock(&self.files).remove(&fh);
+        if let Some(src) = file.as_ref().and_then(|f| f.source.as_ref()) {
+            // What a closed handle's read-ahead left in memory would only sit there: another
+            // reader of the same content is served from the cache file instead.
+            self.fetcher.just_fetched().forget(&src.key);
+        }
         if let Some(w) = file.and_then(|f| f.write.clone()) {
             self.detach_write(&w).await;
         }

@@ -260,8 +260,42 @@ fn read_now(
     at: u64,
     size: u32,
 ) -> Option<Vec<u8>> {
-    let n = h.fs.read_now(ino, fh, at, size, buf)?.unwrap();
-    Some(buf[..n].to_vec())
+    match h.fs.read_now(ino, fh, at, size, buf)?.unwrap() {
+        ReadNow::InBuffer(n) => Some(buf[..n].to_vec()),
+        ReadNow::Shared(bytes) => Some(bytes.to_vec()),
+    }
+}
+
+#[tokio::test]
+async fn chunks_just_fetched_are_answered_from_memory_until_read_through() {
+    let (r, data) = file_remote(4 * CHUNK as usize);
+    let h = Harness::new(r);
+    let ino = h.lookup_path("f.bin").await.unwrap().attr.ino;
+    let fh = h.fs.open(ino, 0, Caller::default()).await.unwrap().fh;
+    let got = h.fs.read(ino, fh, 0, 100).await.unwrap();
+    assert_eq!(&got[..], &data[..100]);
+    h.fs.wait_fetches_idle().await;
+    let held = || h.fs.fetcher.just_fetched().held_bytes();
+    let before = held();
+    assert!(before >= CHUNK as usize, "the fetched chunk is held");
+
+    let mut buf = Vec::new();
+    let half = (CHUNK / 2) as u32;
+    let first = read_now(&h, &mut buf, ino, fh, 0, half).expect("in memory");
+    assert_eq!(&first[..], &data[..CHUNK as usize / 2]);
+    assert_eq!(held(), before, "kept until read through");
+    let second = read_now(&h, &mut buf, ino, fh, CHUNK / 2, half).expect("in memory");
+    assert_eq!(&second[..], &data[CHUNK as usize / 2..CHUNK as usize]);
+    assert_eq!(held(), before - CHUNK as usize, "let go once read through");
+    let again = read_now(&h, &mut buf, ino, fh, 10, 100).expect("from the cache");
+    assert_eq!(&again[..], &data[10..110]);
+    let across = read_now(&h, &mut buf, ino, fh, CHUNK - 10, 100);
+    assert!(
+        across.is_none_or(|b| b[..] == data[CHUNK as usize - 10..CHUNK as usize + 90]),
+        "a read across chunks comes from the cache or not at once, never wrong"
+    );
+    h.fs.release(ino, fh).await;
+    assert_eq!(held(), 0, "closing the file lets go of the rest");
 }
 
 #[tokio::test]
