@@ -198,7 +198,7 @@ impl ContentStore {
 
 /// Gives the calling thread the lowest CPU priority (Linux, where a thread has its own nice
 /// value; elsewhere nothing). For threads that end after their one background job.
-fn lower_thread_priority() {
+pub(super) fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain syscall on the calling thread's id; no memory is passed. Failure leaves
     // the priority as it was, which is only slower for others.

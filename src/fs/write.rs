@@ -373,7 +373,7 @@ impl<R: Remote> CellsFs<R> {
         let digest = body.digest.take();
         body.digest = blocking(move || {
             write_at(&f, &bytes, offset)?;
-            Ok(hashed_on(digest, offset, &bytes))
+            Ok(hashed_on(digest, offset, &bytes, &f))
         })
         .await?;
         wrote(w, &mut body, end);
@@ -399,7 +399,7 @@ impl<R: Remote> CellsFs<R> {
         if let Err(e) = write_at(&body.file, data, offset) {
             return Some(Err(io_error(e)));
         }
-        body.digest = hashed_on(digest, offset, data);
+        body.digest = hashed_on(digest, offset, data, &body.file);
         wrote(w, &mut body, end);
         Some(Ok(len))
     }
@@ -635,8 +635,13 @@ fn write_extent(offset: u64, data: &[u8]) -> FsResult<(u32, u64)> {
 
 /// The running digest after `bytes` were written at `offset`, fed while the bytes are at
 /// hand (`None` once a write went elsewhere than the end).
-fn hashed_on(digest: Option<RunningDigest>, offset: u64, bytes: &[u8]) -> Option<RunningDigest> {
-    digest.and_then(|d| d.fed(offset, bytes))
+fn hashed_on(
+    digest: Option<RunningDigest>,
+    offset: u64,
+    bytes: &[u8],
+    file: &Arc<File>,
+) -> Option<RunningDigest> {
+    digest.and_then(|d| d.fed(offset, bytes, file))
 }
 
 /// The bookkeeping after a write that ended at `end`.

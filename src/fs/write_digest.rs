@@ -1,21 +1,22 @@
 //! The running digest of a file written front to back (its Cells hash and chunk checksums,
 //! so the finished file reaches the journal without being read again). Small files are hashed
-//! inline; past [`PIPE_AFTER`] bytes a file's bytes go to a thread of their own, so a large
-//! copy into the mount costs the slower of writing and hashing, not both one after the other
-//! (MD5 alone took half the daemon's CPU of a 1 GiB `cp`). That thread spreads the Cells
-//! hash's blocks over helper threads ([`ParallelDigester`]): one core's MD5 would otherwise
-//! bound how fast a large file can be saved.
+//! inline; past [`PIPE_AFTER`] bytes a file gets a hashing thread that follows the writes,
+//! reading each newly written stretch back from the local file (from the page cache, as a
+//! rule). The writer never waits for the hash: a large copy into the mount runs at the speed
+//! of writing, and the hash catches up afterwards (MD5 is slower than a local disk, and took
+//! half the daemon's CPU of a 1 GiB `cp`). That thread spreads the Cells hash's blocks over
+//! helper threads ([`ParallelDigester`]).
 
 use cells_cache::{FileDigest, FileDigester, ParallelDigester};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Bytes hashed inline before a file gets its hashing thread. Most saves are smaller: they
-/// need neither a thread nor a copy of every write for it, and a burst of thousands of small
-/// files does not start thousands of threads.
+/// need no thread, and a burst of thousands of small files does not start thousands of them.
 const PIPE_AFTER: u64 = 8 << 20;
-/// Writes queued for the hashing thread before a writer waits for it: bounds the memory a
-/// writer outrunning its hash can hold (one FUSE write is at most 1 MiB).
-const QUEUED_WRITES: usize = 16;
+/// How much the hashing thread reads back at a time.
+const READ_BACK: usize = 1 << 20;
 
 /// The digest of the bytes written so far, in order from offset 0.
 pub(super) struct RunningDigest {
@@ -27,12 +28,16 @@ pub(super) struct RunningDigest {
 enum State {
     /// Boxed: a digester's state is 800 bytes, a queue's 16.
     Inline(Box<FileDigester>),
-    Piped(SyncSender<Message>),
+    /// The hashing thread's queue, and the file it reads from.
+    Piped(Sender<Message>, Arc<File>),
 }
 
 enum Message {
-    Bytes(Vec<u8>),
-    /// Reply with the digest of everything sent before.
+    /// The file now holds written bytes up to this offset.
+    WrittenTo(u64),
+    /// Later bytes are in this file (a copy of the earlier one, which is no longer written).
+    MovedTo(Arc<File>),
+    /// Reply with the digest of everything written before.
     Snapshot(SyncSender<FileDigest>),
 }
 
@@ -44,7 +49,8 @@ pub(super) enum PendingDigest {
 }
 
 impl PendingDigest {
-    /// The digest, or `None` when the hashing thread is gone (the caller hashes the file).
+    /// The digest, or `None` when the hashing thread is gone or could not read the file back
+    /// (the caller hashes the file).
     pub fn wait(self) -> Option<FileDigest> {
         match self {
             Self::Ready(digest) => Some(digest),
@@ -67,10 +73,10 @@ impl RunningDigest {
         self.size
     }
 
-    /// The digest after `bytes` were written at `offset`: `None` when they do not continue
-    /// the file in order, or when its hashing thread is gone or could not start (the file is
-    /// then hashed whole when handed over).
-    pub fn fed(self, offset: u64, bytes: &[u8]) -> Option<Self> {
+    /// The digest after `bytes` were written at `offset` into `file` (the write is done):
+    /// `None` when they do not continue the file in order, or when its hashing thread is gone
+    /// or could not start (the file is then hashed whole when handed over).
+    pub fn fed(self, offset: u64, bytes: &[u8], file: &Arc<File>) -> Option<Self> {
         if offset != self.size {
             return None;
         }
@@ -79,14 +85,21 @@ impl RunningDigest {
             State::Inline(mut digester) => {
                 digester.update(bytes);
                 if size >= PIPE_AFTER {
-                    State::Piped(start_hashing_thread(*digester)?)
+                    State::Piped(start_hashing_thread(*digester, file.clone())?, file.clone())
                 } else {
                     State::Inline(digester)
                 }
             }
-            State::Piped(queue) => {
-                queue.send(Message::Bytes(bytes.to_vec())).ok()?;
-                State::Piped(queue)
+            State::Piped(queue, tailed) => {
+                let tailed = match Arc::ptr_eq(&tailed, file) {
+                    true => tailed,
+                    false => {
+                        queue.send(Message::MovedTo(file.clone())).ok()?;
+                        file.clone()
+                    }
+                };
+                queue.send(Message::WrittenTo(size)).ok()?;
+                State::Piped(queue, tailed)
             }
         };
         Some(Self { size, state })
@@ -96,7 +109,7 @@ impl RunningDigest {
     pub fn snapshot(&self) -> PendingDigest {
         match &self.state {
             State::Inline(digester) => PendingDigest::Ready(digester.clone().finish()),
-            State::Piped(queue) => {
+            State::Piped(queue, _) => {
                 let (reply, answer) = sync_channel(1);
                 // A send that fails (thread gone) drops `reply`: `wait` then answers `None`.
                 let _ = queue.send(Message::Snapshot(reply));
@@ -106,28 +119,55 @@ impl RunningDigest {
     }
 }
 
-/// Moves `digester` onto a thread of its own (which starts its helpers); returns the queue
-/// that feeds it.
-fn start_hashing_thread(digester: FileDigester) -> Option<SyncSender<Message>> {
-    let (queue, incoming) = sync_channel(QUEUED_WRITES);
+/// Moves `digester` onto a thread of its own (which starts its helpers) that goes on reading
+/// `file` from where the digester stopped; returns the queue that tells it how far to read.
+fn start_hashing_thread(digester: FileDigester, file: Arc<File>) -> Option<Sender<Message>> {
+    let (queue, incoming) = channel();
+    let at = digester.size();
     std::thread::Builder::new()
         .name("cells-digest".into())
         .spawn(move || {
+            // Lowest priority, helpers too (they inherit it): the writer and the FUSE
+            // threads serving it come first; the hash catches up when they wait.
+            super::content::lower_thread_priority();
             let helpers = ParallelDigester::default_helpers();
-            hash_until_closed(ParallelDigester::resume(digester, helpers), incoming)
+            let digester = ParallelDigester::resume(digester, helpers);
+            hash_until_closed(digester, file, at, incoming)
         })
         .ok()?;
     Some(queue)
 }
 
-/// The hashing thread: hashes what arrives, in order, until every sender is gone.
-fn hash_until_closed(mut digester: ParallelDigester, incoming: Receiver<Message>) {
+/// The hashing thread: reads back and hashes what was written, in order, until every sender
+/// is gone. After a failed read it answers no snapshot (the file is then hashed whole).
+fn hash_until_closed(
+    mut digester: ParallelDigester,
+    mut file: Arc<File>,
+    mut at: u64,
+    incoming: Receiver<Message>,
+) {
+    let mut broken = false;
     for message in incoming {
         match message {
-            Message::Bytes(bytes) => digester.update(bytes.into()),
+            Message::WrittenTo(end) => {
+                while !broken && at < end {
+                    let len = usize::try_from(end - at)
+                        .unwrap_or(usize::MAX)
+                        .min(READ_BACK);
+                    match read_back(&file, at, len) {
+                        Some(bytes) => {
+                            at += bytes.len() as u64;
+                            digester.update(bytes.into());
+                        }
+                        None => broken = true,
+                    }
+                }
+            }
+            Message::MovedTo(moved) => file = moved,
             Message::Snapshot(reply) => {
-                // No digest (a helper died): dropping `reply` makes `wait` answer `None`.
-                if let Some(digest) = digester.snapshot() {
+                // No digest (a helper died, or a read failed): dropping `reply` makes `wait`
+                // answer `None`.
+                if !broken && let Some(digest) = digester.snapshot() {
                     let _ = reply.send(digest);
                 }
             }
@@ -135,9 +175,24 @@ fn hash_until_closed(mut digester: ParallelDigester, incoming: Receiver<Message>
     }
 }
 
+/// Exactly `len` bytes of `file` at `at`, or `None` (an error, or the file is shorter now:
+/// it was cut, and this digest is dropped anyway).
+fn read_back(file: &File, at: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match super::open_staging::read_at(file, &mut buf[got..], at + got as u64) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    Some(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::open_staging::write_at;
 
     fn content(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -149,44 +204,103 @@ mod tests {
         d.finish()
     }
 
+    /// A scratch file (removed when the directory guard drops).
+    fn scratch(dir: &tempfile::TempDir, name: &str) -> Arc<File> {
+        let path = dir.path().join(name);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        Arc::new(f)
+    }
+
+    /// Writes `bytes` at `offset` into `file`, then feeds them, as the write path does.
+    fn write(
+        d: RunningDigest,
+        file: &Arc<File>,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Option<RunningDigest> {
+        write_at(file, bytes, offset).unwrap();
+        d.fed(offset, bytes, file)
+    }
+
     #[test]
     fn a_large_file_written_in_order_gets_the_one_shot_digest_through_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
         let data = content((PIPE_AFTER as usize) * 2 + 12_345);
         let mut running = RunningDigest::new(1 << 20);
         let mut offset = 0u64;
         for piece in data.chunks(128 * 1024 + 7) {
-            running = running.fed(offset, piece).expect("in order");
+            running = write(running, &file, offset, piece).expect("in order");
             offset += piece.len() as u64;
         }
-        assert!(matches!(running.state, State::Piped(_)));
+        assert!(matches!(running.state, State::Piped(..)));
         assert_eq!(running.size(), data.len() as u64);
         assert_eq!(running.snapshot().wait(), Some(one_shot(&data, 1 << 20)));
     }
 
     #[test]
     fn a_snapshot_midway_leaves_the_digest_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
         let data = content(PIPE_AFTER as usize + 4096);
         let (head, tail) = data.split_at(PIPE_AFTER as usize + 100);
-        let running = RunningDigest::new(4096).fed(0, head).expect("in order");
+        let running = write(RunningDigest::new(4096), &file, 0, head).expect("in order");
         assert_eq!(running.snapshot().wait(), Some(one_shot(head, 4096)));
-        let running = running.fed(head.len() as u64, tail).expect("in order");
+        let running = write(running, &file, head.len() as u64, tail).expect("in order");
         assert_eq!(running.snapshot().wait(), Some(one_shot(&data, 4096)));
     }
 
     #[test]
+    fn writes_that_move_to_a_copy_of_the_file_are_read_from_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, copy) = (scratch(&dir, "first"), scratch(&dir, "copy"));
+        let data = content(PIPE_AFTER as usize * 2);
+        let (head, tail) = data.split_at(PIPE_AFTER as usize + 5);
+        let running = write(RunningDigest::new(1 << 20), &first, 0, head).expect("in order");
+        // As after a hand-over: the content is copied, and later writes go to the copy.
+        write_at(&copy, head, 0).unwrap();
+        let running = write(running, &copy, head.len() as u64, tail).expect("in order");
+        assert_eq!(running.snapshot().wait(), Some(one_shot(&data, 1 << 20)));
+    }
+
+    #[test]
+    fn bytes_gone_from_the_file_give_no_digest_rather_than_a_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
+        let data = content(PIPE_AFTER as usize + 4096);
+        let (head, tail) = data.split_at(PIPE_AFTER as usize);
+        let running = write(RunningDigest::new(4096), &file, 0, head).expect("in order");
+        // Fed, but never written: the thread cannot read these bytes back.
+        let running = running
+            .fed(head.len() as u64, tail, &file)
+            .expect("in order");
+        assert_eq!(running.snapshot().wait(), None);
+    }
+
+    #[test]
     fn a_small_file_stays_inline() {
-        let running = RunningDigest::new(4096).fed(0, b"hello").expect("in order");
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
+        let running = write(RunningDigest::new(4096), &file, 0, b"hello").expect("in order");
         assert!(matches!(running.state, State::Inline(_)));
         assert_eq!(running.snapshot().wait(), Some(one_shot(b"hello", 4096)));
     }
 
     #[test]
     fn a_write_out_of_order_ends_the_digest() {
-        let running = RunningDigest::new(4096).fed(0, b"hello").expect("in order");
-        assert!(running.fed(10, b"x").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
+        let running = write(RunningDigest::new(4096), &file, 0, b"hello").expect("in order");
+        assert!(running.fed(10, b"x", &file).is_none());
         let big = content(PIPE_AFTER as usize);
-        let running = RunningDigest::new(4096).fed(0, &big).expect("in order");
-        assert!(matches!(running.state, State::Piped(_)));
-        assert!(running.fed(1, b"x").is_none());
+        let running = write(RunningDigest::new(4096), &file, 0, &big).expect("in order");
+        assert!(matches!(running.state, State::Piped(..)));
+        assert!(running.fed(1, b"x", &file).is_none());
     }
 }
