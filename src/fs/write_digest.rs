@@ -10,6 +10,7 @@
 use cells_cache::{FileDigest, FileDigester, ParallelDigester};
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Bytes hashed inline before a file gets its hashing thread. Most saves are smaller: they
@@ -28,8 +29,22 @@ pub(super) struct RunningDigest {
 enum State {
     /// Boxed: a digester's state is 800 bytes, a queue's 16.
     Inline(Box<FileDigester>),
-    /// The hashing thread's queue, and the file it reads from.
-    Piped(Sender<Message>, Arc<File>),
+    Piped(Feed),
+}
+
+/// What feeds a hashing thread. Dropping it (the digest is abandoned: a write out of order,
+/// a truncation) tells the thread to stop reading back at once, not to drain its queue.
+struct Feed {
+    queue: Sender<Message>,
+    /// The file the thread reads from.
+    tailed: Arc<File>,
+    wanted: Arc<AtomicBool>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.wanted.store(false, Ordering::Release);
+    }
 }
 
 enum Message {
@@ -85,21 +100,18 @@ impl RunningDigest {
             State::Inline(mut digester) => {
                 digester.update(bytes);
                 if size >= PIPE_AFTER {
-                    State::Piped(start_hashing_thread(*digester, file.clone())?, file.clone())
+                    State::Piped(start_hashing_thread(*digester, file.clone())?)
                 } else {
                     State::Inline(digester)
                 }
             }
-            State::Piped(queue, tailed) => {
-                let tailed = match Arc::ptr_eq(&tailed, file) {
-                    true => tailed,
-                    false => {
-                        queue.send(Message::MovedTo(file.clone())).ok()?;
-                        file.clone()
-                    }
-                };
-                queue.send(Message::WrittenTo(size)).ok()?;
-                State::Piped(queue, tailed)
+            State::Piped(mut feed) => {
+                if !Arc::ptr_eq(&feed.tailed, file) {
+                    feed.queue.send(Message::MovedTo(file.clone())).ok()?;
+                    feed.tailed = file.clone();
+                }
+                feed.queue.send(Message::WrittenTo(size)).ok()?;
+                State::Piped(feed)
             }
         };
         Some(Self { size, state })
@@ -109,10 +121,10 @@ impl RunningDigest {
     pub fn snapshot(&self) -> PendingDigest {
         match &self.state {
             State::Inline(digester) => PendingDigest::Ready(digester.clone().finish()),
-            State::Piped(queue, _) => {
+            State::Piped(feed) => {
                 let (reply, answer) = sync_channel(1);
                 // A send that fails (thread gone) drops `reply`: `wait` then answers `None`.
-                let _ = queue.send(Message::Snapshot(reply));
+                let _ = feed.queue.send(Message::Snapshot(reply));
                 PendingDigest::Waiting(answer)
             }
         }
@@ -120,10 +132,16 @@ impl RunningDigest {
 }
 
 /// Moves `digester` onto a thread of its own (which starts its helpers) that goes on reading
-/// `file` from where the digester stopped; returns the queue that tells it how far to read.
-fn start_hashing_thread(digester: FileDigester, file: Arc<File>) -> Option<Sender<Message>> {
+/// `file` from where the digester stopped; returns what feeds it.
+fn start_hashing_thread(digester: FileDigester, file: Arc<File>) -> Option<Feed> {
     let (queue, incoming) = channel();
     let at = digester.size();
+    let wanted = Arc::new(AtomicBool::new(true));
+    let feed = Feed {
+        queue,
+        tailed: file.clone(),
+        wanted: wanted.clone(),
+    };
     std::thread::Builder::new()
         .name("cells-digest".into())
         .spawn(move || {
@@ -132,25 +150,30 @@ fn start_hashing_thread(digester: FileDigester, file: Arc<File>) -> Option<Sende
             super::content::lower_thread_priority();
             let helpers = ParallelDigester::default_helpers();
             let digester = ParallelDigester::resume(digester, helpers);
-            hash_until_closed(digester, file, at, incoming)
+            hash_until_closed(digester, file, at, incoming, &wanted)
         })
         .ok()?;
-    Some(queue)
+    Some(feed)
 }
 
 /// The hashing thread: reads back and hashes what was written, in order, until every sender
-/// is gone. After a failed read it answers no snapshot (the file is then hashed whole).
+/// is gone or the digest is no longer wanted. After a failed read it answers no snapshot (the
+/// file is then hashed whole).
 fn hash_until_closed(
     mut digester: ParallelDigester,
     mut file: Arc<File>,
     mut at: u64,
     incoming: Receiver<Message>,
+    wanted: &AtomicBool,
 ) {
     let mut broken = false;
     for message in incoming {
+        if !wanted.load(Ordering::Acquire) {
+            return;
+        }
         match message {
             Message::WrittenTo(end) => {
-                while !broken && at < end {
+                while !broken && at < end && wanted.load(Ordering::Acquire) {
                     let len = usize::try_from(end - at)
                         .unwrap_or(usize::MAX)
                         .min(READ_BACK);
@@ -239,7 +262,7 @@ mod tests {
             running = write(running, &file, offset, piece).expect("in order");
             offset += piece.len() as u64;
         }
-        assert!(matches!(running.state, State::Piped(..)));
+        assert!(matches!(running.state, State::Piped(_)));
         assert_eq!(running.size(), data.len() as u64);
         assert_eq!(running.snapshot().wait(), Some(one_shot(&data, 1 << 20)));
     }
@@ -284,6 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_digest_stops_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = scratch(&dir, "f");
+        let big = content(PIPE_AFTER as usize);
+        let running = write(RunningDigest::new(4096), &file, 0, &big).expect("in order");
+        let State::Piped(feed) = &running.state else {
+            panic!("piped");
+        };
+        let wanted = feed.wanted.clone();
+        assert!(wanted.load(Ordering::Acquire));
+        assert!(running.fed(1, b"x", &file).is_none(), "out of order");
+        assert!(
+            !wanted.load(Ordering::Acquire),
+            "the thread is told to stop"
+        );
+    }
+
+    #[test]
     fn a_small_file_stays_inline() {
         let dir = tempfile::tempdir().unwrap();
         let file = scratch(&dir, "f");
@@ -300,7 +341,7 @@ mod tests {
         assert!(running.fed(10, b"x", &file).is_none());
         let big = content(PIPE_AFTER as usize);
         let running = write(RunningDigest::new(4096), &file, 0, &big).expect("in order");
-        assert!(matches!(running.state, State::Piped(..)));
+        assert!(matches!(running.state, State::Piped(_)));
         assert!(running.fed(1, b"x", &file).is_none());
     }
 }
