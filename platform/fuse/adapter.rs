@@ -267,15 +267,12 @@ impl<F: FileSystem> fuser::Filesystem for FuseAdapter<F> {
             |buf: &mut Vec<u8>| self.at_once(|fs| fs.read_now(ino.0, fh.0, offset, size, buf));
         if let Some(result) = READ_BUFFER.with_borrow_mut(now) {
             let guard = ReplyGuard::new(reply, "read", self.stats.clone());
-            return match result {
-                Ok(ReadNow::Shared(bytes)) => guard.answer(Ok(bytes), |r, b| r.data(&b)),
-                other => READ_BUFFER.with_borrow(|buf| {
-                    guard.answer(other, |r, answer| match answer {
-                        ReadNow::InBuffer(n) => r.data(buf.get(..n).unwrap_or_default()),
-                        ReadNow::Shared(b) => r.data(&b),
-                    })
-                }),
-            };
+            return READ_BUFFER.with_borrow(|buf| {
+                guard.answer(result, |r, answer| match answer {
+                    ReadNow::InBuffer(n) => r.data(buf.get(..n).unwrap_or_default()),
+                    ReadNow::Shared(bytes) => r.data(&bytes),
+                })
+            });
         }
         self.spawn("read", reply, move |fs, g| async move {
             g.answer(fs.read(ino.0, fh.0, offset, size).await, |r, data| {

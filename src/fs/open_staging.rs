@@ -272,6 +272,20 @@ pub(super) fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usiz
     std::os::windows::fs::FileExt::seek_read(f, buf, at)
 }
 
+/// Reads into `buf` from `at` until it is full or the file ends; how many bytes were read.
+pub(super) fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_at(f, &mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

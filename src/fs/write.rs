@@ -7,7 +7,7 @@ use super::api::*;
 use super::core::{CellsFs, lock};
 use super::fetch::Source;
 pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
-use super::open_staging::{private_file, read_at, write_at};
+use super::open_staging::{private_file, read_at, read_full_at, write_at};
 use super::write_digest::RunningDigest;
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
@@ -420,14 +420,7 @@ impl<R: Remote> CellsFs<R> {
         drop(body);
         let buf = blocking(move || {
             let mut buf = vec![0u8; len];
-            let mut got = 0;
-            while got < len {
-                let n = read_at(&f, &mut buf[got..], offset + got as u64)?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
+            let got = read_full_at(&f, &mut buf, offset)?;
             buf.truncate(got);
             Ok(buf)
         })

@@ -27,7 +27,7 @@ pub(super) struct RunningDigest {
 }
 
 enum State {
-    /// Boxed: a digester's state is 800 bytes, a queue's 16.
+    /// Boxed: a digester's state is 800 bytes, a feed's 24.
     Inline(Box<FileDigester>),
     Piped(Feed),
 }
@@ -202,14 +202,8 @@ fn hash_until_closed(
 /// it was cut, and this digest is dropped anyway).
 fn read_back(file: &File, at: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        match super::open_staging::read_at(file, &mut buf[got..], at + got as u64) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got += n,
-        }
-    }
-    Some(buf)
+    let got = super::open_staging::read_full_at(file, &mut buf, at).ok()?;
+    (got == len).then_some(buf)
 }
 
 #[cfg(test)]
