@@ -8,7 +8,7 @@ use super::core::{CellsFs, lock};
 use super::fetch::Source;
 pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
 use super::open_staging::{private_file, read_at, read_full_at, write_at};
-use super::write_digest::RunningDigest;
+use super::write_digest::{PendingDigest, RunningDigest};
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
 use std::fs::File;
@@ -451,6 +451,7 @@ impl<R: Remote> CellsFs<R> {
     /// the death of the process); with `durable` (fsync), synced too (it survives a power
     /// loss), together with everything journaled before it.
     pub(super) async fn commit(&self, w: &InodeWrite, durable: bool) -> FsResult<()> {
+        self.let_hash_catch_up(w).await;
         let mut body = w.body.lock().await;
         if body.dirty {
             self.hand_over(w, &mut body).await?;
@@ -463,6 +464,24 @@ impl<R: Remote> CellsFs<R> {
                 .map_err(sync_error)?;
         }
         Ok(())
+    }
+
+    /// Waits, without the content lock, until a large save's running hash (which may lag
+    /// behind the writes: see `write_digest`) has caught up with what was written. The
+    /// hand-over that follows holds the lock while it takes the digest: reads and writes of
+    /// the file would otherwise queue behind the whole catch-up.
+    async fn let_hash_catch_up(&self, w: &InodeWrite) {
+        let pending = {
+            let body = w.body.lock().await;
+            let size = w.size.load(Ordering::Acquire);
+            match &body.digest {
+                Some(d) if body.dirty && d.size() == size => d.snapshot(),
+                _ => return,
+            }
+        };
+        if let PendingDigest::Waiting(_) = pending {
+            let _ = tokio::task::spawn_blocking(move || pending.wait()).await;
+        }
     }
 
     /// flush: changed content is handed to the journal by a background task and the close
