@@ -8,7 +8,7 @@ use super::core::{CellsFs, lock};
 use super::fetch::Source;
 pub(super) use super::open_staging::{blocking, io_error, now_secs, unix_secs};
 use super::open_staging::{private_file, read_at, read_full_at, write_at};
-use super::write_digest::{PendingDigest, RunningDigest};
+use super::write_digest::RunningDigest;
 use crate::client::{ContentVersion, HashKind, Remote};
 use crate::meta::{InodeRecord, LocalState};
 use std::fs::File;
@@ -475,13 +475,11 @@ impl<R: Remote> CellsFs<R> {
             let body = w.body.lock().await;
             let size = w.size.load(Ordering::Acquire);
             match &body.digest {
-                Some(d) if body.dirty && d.size() == size => d.snapshot(),
+                Some(d) if body.dirty && d.size() == size && d.may_lag() => d.snapshot(),
                 _ => return,
             }
         };
-        if let PendingDigest::Waiting(_) = pending {
-            let _ = tokio::task::spawn_blocking(move || pending.wait()).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || pending.wait()).await;
     }
 
     /// flush: changed content is handed to the journal by a background task and the close
