@@ -36,78 +36,56 @@ impl Pieces {
         self.parts.iter().map(|p| p.as_ref()).collect()
     }
 
-    /// Bytes `range` (clamped to what exists): no copy when they lie within one piece.
-    pub fn slice(&self, range: Range<usize>) -> Bytes {
+    /// Each piece overlapping bytes `range` (clamped to what exists), with the part of it
+    /// inside the range; the one walk the methods below share.
+    fn within(&self, range: Range<usize>) -> impl Iterator<Item = (&Bytes, Range<usize>)> {
         let (start, end) = (range.start.min(self.len), range.end.min(self.len));
-        if start >= end {
-            return Bytes::new();
-        }
-        let mut out: Option<BytesMut> = None;
         let mut at = 0;
-        for part in self.parts.iter() {
+        self.parts.iter().filter_map(move |part| {
             let (lo, hi) = (at, at + part.len());
             at = hi;
-            if hi <= start {
-                continue;
-            }
-            if lo >= end {
-                break;
-            }
-            let piece = part.slice(start.max(lo) - lo..end.min(hi) - lo);
-            if out.is_none() && lo <= start && end <= hi {
-                return piece;
-            }
-            out.get_or_insert_with(|| BytesMut::with_capacity(end - start))
-                .extend_from_slice(&piece);
+            (start < end && hi > start && lo < end)
+                .then(|| (part, start.max(lo) - lo..end.min(hi) - lo))
+        })
+    }
+
+    /// Bytes `range` (clamped to what exists): no copy when they lie within one piece.
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
+        let mut parts = self.within(range).peekable();
+        let Some((first, r)) = parts.next() else {
+            return Bytes::new();
+        };
+        if parts.peek().is_none() {
+            return first.slice(r);
         }
-        out.map(BytesMut::freeze).unwrap_or_default()
+        let mut out = BytesMut::from(&first[r]);
+        for (part, r) in parts {
+            out.extend_from_slice(&part[r]);
+        }
+        out.freeze()
     }
 
     /// Bytes `range` (clamped) as pieces of their own, sharing the buffers: nothing copied.
     pub fn sub(&self, range: Range<usize>) -> Pieces {
-        let (start, end) = (range.start.min(self.len), range.end.min(self.len));
-        let mut parts = Vec::new();
-        let mut at = 0;
-        for part in self.parts.iter() {
-            let (lo, hi) = (at, at + part.len());
-            at = hi;
-            if hi <= start || lo >= end {
-                continue;
-            }
-            parts.push(part.slice(start.max(lo) - lo..end.min(hi) - lo));
-        }
-        Pieces::new(parts)
+        Pieces::new(self.within(range).map(|(part, r)| part.slice(r)).collect())
     }
 
     /// Bytes `range` when they lie within one piece (shared, not copied); `None` otherwise.
     pub fn within_one(&self, range: Range<usize>) -> Option<Bytes> {
-        let mut at = 0;
-        for part in self.parts.iter() {
-            let (lo, hi) = (at, at + part.len());
-            at = hi;
-            if lo <= range.start && range.end <= hi && range.start < range.end {
-                return Some(part.slice(range.start - lo..range.end - lo));
-            }
-            if hi > range.start {
-                return None;
-            }
+        let mut parts = self.within(range.clone());
+        match (parts.next(), parts.next()) {
+            (Some((part, r)), None) if r.len() == range.len() => Some(part.slice(r)),
+            _ => None,
         }
-        None
     }
 
     /// Copies the bytes from `from` on into `out` (as many as fit and exist); how many.
     pub fn copy_to(&self, from: usize, out: &mut [u8]) -> usize {
-        let end = from.saturating_add(out.len()).min(self.len);
-        let (mut at, mut done) = (0, 0);
-        for part in self.parts.iter() {
-            let (lo, hi) = (at, at + part.len());
-            at = hi;
-            if hi <= from || lo >= end {
-                continue;
-            }
-            let piece = &part[from.max(lo) - lo..end.min(hi) - lo];
-            out[done..done + piece.len()].copy_from_slice(piece);
-            done += piece.len();
+        let mut done = 0;
+        for (part, r) in self.within(from..from.saturating_add(out.len())) {
+            let n = r.len();
+            out[done..done + n].copy_from_slice(&part[r]);
+            done += n;
         }
         done
     }
